@@ -1,0 +1,191 @@
+"""Baton's own admin API under ``/admin``: versions and their states, pins, rollback, labels,
+recent events, an immediate rescan, and an OpenAPI description of all of it at
+``/admin/openapi.json`` (built from the handlers' docstrings and the pydantic bodies)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.schemas import SchemaGenerator
+
+from baton import __version__
+from baton.api.context import context
+from baton.api.rest import json_body, json_response
+from baton.errors import InvalidRequest
+from baton.manager import ModelRecord
+
+__all__ = ["model_view", "routes"]
+
+
+class VersionBody(BaseModel):
+    """Names one version of a model."""
+
+    version: int = Field(ge=1, description="version number")
+
+
+def _version_body(doc: dict) -> int:
+    try:
+        return VersionBody.model_validate(doc).version
+    except ValidationError as exc:
+        raise InvalidRequest(f'body must be {{"version": <positive integer>}}: {exc}') from None
+
+
+def model_view(record: ModelRecord) -> dict:
+    """The admin API's JSON for one model."""
+    versions = []
+    for v in sorted(set(record.versions) | set(record.available)):
+        r = record.versions.get(v)
+        versions.append(
+            {
+                "version": v,
+                "state": r.state.value if r and r.state else "AVAILABLE",
+                "reason": r.reason if r else None,
+                "message": r.message if r else None,
+                "inflight": r.handle.inflight if r and r.handle else 0,
+                "since": r.since if r else None,
+                "platform": r.platform if r else None,
+                "aspired": v in record.aspired(),
+            }
+        )
+    return {
+        "name": record.name,
+        "default_version": record.default_version(),
+        "pinned": record.pinned,
+        "labels": record.all_labels(),
+        "enabled": not record.disabled,
+        "version_policy": record.settings.version_policy.describe(),
+        "config_error": record.config_error,
+        "versions": versions,
+    }
+
+
+async def list_models(request: Request) -> Response:
+    """
+    summary: Every model with its versions, states, labels and in-flight counts.
+    responses:
+      200: {description: "[Model]"}
+    """
+    manager = context(request).manager
+    return json_response([model_view(m) for _, m in sorted(manager.models().items())])
+
+
+async def get_model(request: Request) -> Response:
+    """
+    summary: One model with its versions, states, labels, pin and last errors.
+    responses:
+      200: {description: Model}
+      404: {description: unknown model}
+    """
+    return json_response(model_view(context(request).manager.model(request.path_params["model"])))
+
+
+async def pin(request: Request) -> Response:
+    """
+    summary: Serve exactly this version (loading it if needed) until unpinned.
+    requestBody:
+      content: {application/json: {schema: {$ref: "#/components/schemas/VersionBody"}}}
+    responses:
+      200: {description: Model}
+      404: {description: unknown model or version}
+    """
+    manager, name = context(request).manager, request.path_params["model"]
+    manager.pin(name, _version_body(await json_body(request)))
+    return json_response(model_view(manager.model(name)))
+
+
+async def unpin(request: Request) -> Response:
+    """
+    summary: Remove the pin; the model's version policy decides again.
+    responses:
+      200: {description: Model}
+    """
+    manager, name = context(request).manager, request.path_params["model"]
+    manager.unpin(name)
+    return json_response(model_view(manager.model(name)))
+
+
+async def rollback(request: Request) -> Response:
+    """
+    summary: Pin the version that served before the current one.
+    responses:
+      200: {description: "{rolled_back_to, model}"}
+      409: {description: no earlier version}
+    """
+    manager, name = context(request).manager, request.path_params["model"]
+    target = manager.rollback(name)
+    return json_response({"rolled_back_to": target, "model": model_view(manager.model(name))})
+
+
+async def set_label(request: Request) -> Response:
+    """
+    summary: Point a label (e.g. stable, canary) at a version; a labelled version stays loaded.
+    requestBody:
+      content: {application/json: {schema: {$ref: "#/components/schemas/VersionBody"}}}
+    responses:
+      200: {description: Model}
+    """
+    manager, p = context(request).manager, request.path_params
+    manager.set_label(p["model"], p["label"], _version_body(await json_body(request)))
+    return json_response(model_view(manager.model(p["model"])))
+
+
+async def events(request: Request) -> Response:
+    """
+    summary: Recent events, oldest first.
+    parameters:
+      - {name: limit, in: query, schema: {type: integer, default: 100}}
+      - {name: model, in: query, schema: {type: string}}
+    responses:
+      200: {description: "[Event]"}
+    """
+    q = request.query_params
+    try:
+        limit = int(q.get("limit", "100"))
+    except ValueError:
+        raise InvalidRequest("limit must be an integer") from None
+    recent = context(request).events.recent(limit, q.get("model"))
+    return json_response([e.to_json() for e in recent])
+
+
+async def rescan(request: Request) -> Response:
+    """
+    summary: Look at every source now instead of at the next poll.
+    responses:
+      200: {description: "{models}"}
+    """
+    ctx = context(request)
+    await ctx.refresh_sources()
+    return json_response({"models": sorted(ctx.manager.models())})
+
+
+_schemas = SchemaGenerator(
+    {
+        "openapi": "3.0.3",
+        "info": {"title": "Baton admin API", "version": __version__},
+        "components": {"schemas": {"VersionBody": VersionBody.model_json_schema()}},
+    }
+)
+
+
+async def openapi(request: Request) -> Response:
+    """
+    summary: This description.
+    responses:
+      200: {description: OpenAPI 3 document}
+    """
+    return json_response(_schemas.get_schema(routes))
+
+
+routes = [
+    Route("/admin/models", list_models),
+    Route("/admin/models/{model}", get_model),
+    Route("/admin/models/{model}/pin", pin, methods=["POST"]),
+    Route("/admin/models/{model}/pin", unpin, methods=["DELETE"]),
+    Route("/admin/models/{model}/rollback", rollback, methods=["POST"]),
+    Route("/admin/models/{model}/labels/{label}", set_label, methods=["PUT"]),
+    Route("/admin/events", events),
+    Route("/admin/repository/rescan", rescan, methods=["POST"]),
+    Route("/admin/openapi.json", openapi),
+]

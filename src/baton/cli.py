@@ -1,0 +1,194 @@
+"""``baton``: serve a model repository, or manage a running server through its admin API.
+
+    baton serve --repository DIR [--host H] [--http-port P] [--poll-interval S]
+    baton models | events [--model M] | pin MODEL VERSION | unpin MODEL | rollback MODEL
+    baton label MODEL LABEL VERSION | rescan
+    baton demo-repository DIR          # the small two-version demo used by `make run`
+
+Client commands talk to ``--url`` (default ``$BATON_URL`` or http://127.0.0.1:8000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+__all__ = ["main"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _table(headers: list[str], rows: list[list[object]]) -> str:
+    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, cells)])
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: dict | None = None) -> object:
+    try:
+        response = httpx.request(method, args.url.rstrip("/") + path, json=body, timeout=60)
+    except httpx.HTTPError as exc:
+        sys.exit(f"baton: cannot reach {args.url}: {exc}")
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text
+        sys.exit(f"baton: {response.status_code}: {message}")
+    return response.json()
+
+
+def _print_models(models: list[dict]) -> None:
+    rows = []
+    for m in models:
+        for v in m["versions"]:
+            marks = []
+            if v["version"] == m["default_version"]:
+                marks.append("default")
+            if v["version"] == m["pinned"]:
+                marks.append("pinned")
+            marks += [f"@{label}" for label, lv in m["labels"].items() if lv == v["version"]]
+            rows.append(
+                [
+                    m["name"],
+                    v["version"],
+                    v["state"],
+                    v["inflight"],
+                    " ".join(marks),
+                    v["message"] or "",
+                ]
+            )
+        if not m["versions"]:
+            rows.append([m["name"], "", "no versions", "", "", m["config_error"] or ""])
+    print(_table(["MODEL", "VERSION", "STATE", "INFLIGHT", "ROUTING", "LAST ERROR"], rows))
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from baton.server import BatonServer
+    from baton.settings import ServerSettings
+
+    overrides = {
+        k: v
+        for k, v in {
+            "repository": args.repository,
+            "host": args.host,
+            "http_port": args.http_port,
+            "poll_interval": args.poll_interval,
+            "log_level": args.log_level,
+        }.items()
+        if v is not None
+    }
+    settings = ServerSettings(**overrides)
+    if settings.repository is None:
+        sys.exit("baton serve: give --repository DIR (or set BATON_REPOSITORY)")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # uvicorn re-raises the signal that stopped it once shutdown is complete; by then everything
+    # has drained and unloaded, so make that final signal a no-op and exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    asyncio.run(BatonServer(settings).serve())
+
+
+def _client(args: argparse.Namespace) -> None:
+    cmd = args.command
+    if cmd == "models":
+        _print_models(_call(args, "GET", "/admin/models"))
+    elif cmd == "pin":
+        _print_models(
+            [_call(args, "POST", f"/admin/models/{args.model}/pin", {"version": args.version})]
+        )
+    elif cmd == "unpin":
+        _print_models([_call(args, "DELETE", f"/admin/models/{args.model}/pin")])
+    elif cmd == "rollback":
+        result = _call(args, "POST", f"/admin/models/{args.model}/rollback")
+        print(f"rolling {args.model} back to version {result['rolled_back_to']} (pinned)")
+        _print_models([result["model"]])
+    elif cmd == "label":
+        _print_models(
+            [
+                _call(
+                    args,
+                    "PUT",
+                    f"/admin/models/{args.model}/labels/{args.label}",
+                    {"version": args.version},
+                )
+            ]
+        )
+    elif cmd == "rescan":
+        print("models:", ", ".join(_call(args, "POST", "/admin/repository/rescan")["models"]))
+    elif cmd == "events":
+        query = f"?limit={args.limit}" + (f"&model={args.model}" if args.model else "")
+        rows = [
+            [
+                datetime.fromtimestamp(e["time"]).strftime("%H:%M:%S.%f")[:-3],
+                e["model"],
+                e["version"],
+                e["kind"],
+                e["state"],
+                e["reason"],
+                e["message"],
+            ]
+            for e in _call(args, "GET", f"/admin/events{query}")
+        ]
+        print(_table(["TIME", "MODEL", "VERSION", "EVENT", "STATE", "REASON", "MESSAGE"], rows))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="baton", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("BATON_URL", DEFAULT_URL),
+        help="server for client commands (default: $BATON_URL or %(default)s)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve a model repository")
+    serve.add_argument("--repository", type=Path)
+    serve.add_argument("--host")
+    serve.add_argument("--http-port", type=int)
+    serve.add_argument("--poll-interval", type=float)
+    serve.add_argument("--log-level")
+    sub.add_parser("models", help="list models and versions")
+    pin = sub.add_parser("pin", help="serve exactly one version until unpinned")
+    pin.add_argument("model")
+    pin.add_argument("version", type=int)
+    sub.add_parser("unpin", help="let the version policy decide again").add_argument("model")
+    sub.add_parser("rollback", help="pin the previously served version").add_argument("model")
+    label = sub.add_parser("label", help="point a label at a version")
+    label.add_argument("model")
+    label.add_argument("label")
+    label.add_argument("version", type=int)
+    sub.add_parser("rescan", help="look at the repository now")
+    events = sub.add_parser("events", help="recent events")
+    events.add_argument("--model")
+    events.add_argument("--limit", type=int, default=30)
+    demo = sub.add_parser("demo-repository", help="write the demo model repository")
+    demo.add_argument("directory", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        _serve(args)
+    elif args.command == "demo-repository":
+        from baton.demo import write_demo_repository
+
+        write_demo_repository(args.directory)
+        print(f"demo repository written to {args.directory}")
+    else:
+        _client(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Signature contracts: may a new version replace the serving one, and does a request fit?
+
+Pure functions over :class:`baton.types.Signature`; each returns or raises with a message that
+names the tensor and the mismatch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from baton.errors import InvalidRequest
+from baton.settings import TensorOverride
+from baton.types import Signature, TensorSpec
+
+__all__ = ["apply_overrides", "check_inputs", "incompatibilities"]
+
+
+def _dims_accept(declared: tuple[int, ...], actual: tuple[int, ...]) -> bool:
+    return len(declared) == len(actual) and all(
+        d == -1 or d == a for d, a in zip(declared, actual, strict=True)
+    )
+
+
+def incompatibilities(old: Signature, new: Signature) -> list[str]:
+    """Why ``new`` cannot transparently replace ``old`` (empty list = compatible).
+
+    Clients of ``old`` must keep working: the same input names, dtypes and ranks, and every input
+    the old version accepted still accepted (a dimension may become dynamic, not fixed); every
+    old output still produced with the same dtype and rank (new outputs may be added).
+    """
+    problems: list[str] = []
+    old_in = {t.name: t for t in old.inputs}
+    new_in = {t.name: t for t in new.inputs}
+    for name in sorted(old_in.keys() - new_in.keys()):
+        problems.append(f"input '{name}' was removed")
+    for name in sorted(new_in.keys() - old_in.keys()):
+        problems.append(f"new required input '{name}'")
+    for name in sorted(old_in.keys() & new_in.keys()):
+        o, n = old_in[name], new_in[name]
+        if o.datatype != n.datatype:
+            problems.append(f"input '{name}' datatype {o.datatype} → {n.datatype}")
+        elif not _dims_accept(n.shape, o.shape):
+            problems.append(f"input '{name}' shape {list(o.shape)} → {list(n.shape)}")
+    new_out = {t.name: t for t in new.outputs}
+    for o in old.outputs:
+        n = new_out.get(o.name)
+        if n is None:
+            problems.append(f"output '{o.name}' was removed")
+        elif o.datatype != n.datatype:
+            problems.append(f"output '{o.name}' datatype {o.datatype} → {n.datatype}")
+        elif len(o.shape) != len(n.shape) or not all(
+            a == b or -1 in (a, b) for a, b in zip(o.shape, n.shape, strict=True)
+        ):
+            problems.append(f"output '{o.name}' shape {list(o.shape)} → {list(n.shape)}")
+    return problems
+
+
+def apply_overrides(
+    signature: Signature, inputs: tuple[TensorOverride, ...], outputs: tuple[TensorOverride, ...]
+) -> Signature:
+    """The signature with ``model.yaml`` overrides applied; unknown names raise ``ValueError``."""
+
+    def patch(specs: tuple[TensorSpec, ...], overrides: tuple[TensorOverride, ...], kind: str):
+        by_name = {o.name: o for o in overrides}
+        unknown = by_name.keys() - {t.name for t in specs}
+        if unknown:
+            raise ValueError(f"model.yaml overrides unknown {kind} {sorted(unknown)}")
+        return tuple(
+            TensorSpec(
+                t.name,
+                by_name[t.name].datatype or t.datatype if t.name in by_name else t.datatype,
+                tuple(by_name[t.name].shape)
+                if t.name in by_name and by_name[t.name].shape is not None
+                else t.shape,
+            )
+            for t in specs
+        )
+
+    return Signature(
+        patch(signature.inputs, inputs, "input"), patch(signature.outputs, outputs, "output")
+    )
+
+
+def check_inputs(
+    specs: Mapping[str, TensorSpec], inputs: Mapping[str, np.ndarray], datatypes: Mapping[str, str]
+) -> None:
+    """Raise :class:`InvalidRequest` unless the inputs match the version's declared inputs."""
+    for name, array in inputs.items():
+        spec = specs.get(name)
+        if spec is None:
+            raise InvalidRequest(f"unexpected input '{name}'; the model takes {sorted(specs)}")
+        if datatypes[name] != spec.datatype:
+            raise InvalidRequest(f"input '{name}' must be {spec.datatype}, got {datatypes[name]}")
+        if not _dims_accept(spec.shape, array.shape):
+            raise InvalidRequest(
+                f"input '{name}' must have shape {list(spec.shape)} (-1 = any), "
+                f"got {list(array.shape)}"
+            )
+    if len(inputs) != len(specs):
+        missing = sorted(specs.keys() - inputs.keys())
+        raise InvalidRequest(f"missing input(s) {missing}")

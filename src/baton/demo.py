@@ -1,0 +1,87 @@
+"""Small ONNX models made with ``onnx.helper`` for the demo repository, tests and benchmarks.
+
+:func:`affine_model` computes ``y = x * scale + offset`` on ``x: FP32[-1, width]``, so a version
+can be recognised by its output; :func:`write_version` publishes one atomically (write to a
+hidden directory, then rename).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+__all__ = ["affine_model", "write_demo_repository", "write_version"]
+
+OPSET = 17
+
+
+def affine_model(
+    offset: float,
+    *,
+    scale: float = 1.0,
+    width: int = 4,
+    padding_floats: int = 0,
+    input_name: str = "x",
+    datatype: int = TensorProto.FLOAT,
+) -> onnx.ModelProto:
+    """``y = x * scale + offset``; ``padding_floats`` adds an unused initializer to set the size."""
+    np_type = helper.tensor_dtype_to_np_dtype(datatype)
+    inits = [
+        numpy_helper.from_array(np.full((width,), scale, np_type), "scale"),
+        numpy_helper.from_array(np.full((width,), offset, np_type), "offset"),
+    ]
+    nodes = [
+        helper.make_node("Mul", [input_name, "scale"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "offset"], ["y"]),
+    ]
+    if padding_floats:
+        # Kept alive by a ReduceSum feeding a second output, so graph optimisation keeps it.
+        pad = (
+            np.random.default_rng(int(offset * 1000) % 2**32)
+            .standard_normal(padding_floats)
+            .astype(np.float32)
+        )
+        inits.append(numpy_helper.from_array(pad, "padding"))
+        nodes.append(helper.make_node("ReduceSum", ["padding"], ["checksum"], keepdims=0))
+    outputs = [helper.make_tensor_value_info("y", datatype, ["batch", width])]
+    if padding_floats:
+        outputs.append(helper.make_tensor_value_info("checksum", TensorProto.FLOAT, []))
+    graph = helper.make_graph(
+        nodes,
+        "affine",
+        [helper.make_tensor_value_info(input_name, datatype, ["batch", width])],
+        outputs,
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model
+
+
+def write_version(model_dir: Path, version: int, model: onnx.ModelProto) -> Path:
+    """Write ``model_dir/<version>/model.onnx`` atomically; returns the version directory."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = model_dir / f".{version}.tmp"
+    staging.mkdir(exist_ok=True)
+    onnx.save(model, str(staging / "model.onnx"))
+    final = model_dir / str(version)
+    os.replace(staging, final)
+    return final
+
+
+def write_demo_repository(root: Path) -> None:
+    """``root/demo`` with versions 1 and 2 (y = x + 1 and y = x + 2) and a model.yaml."""
+    model_dir = Path(root) / "demo"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "model.yaml").write_text(
+        "# Serve the newest version; keep 'stable' pointing at a known-good one.\n"
+        "version_policy: {latest: 1}\n"
+        "drain_timeout: 10\n"
+    )
+    for version in (1, 2):
+        if not (model_dir / str(version)).exists():
+            write_version(model_dir, version, affine_model(float(version)))

@@ -1,0 +1,53 @@
+"""The contract every backend implements.
+
+A runtime wraps one model version. The manager constructs it, calls :meth:`Runtime.load` once on
+a worker thread, reads :meth:`Runtime.signature`, sends warm-up and live requests through
+:meth:`Runtime.predict` (concurrently, from several worker threads), and finally calls
+:meth:`Runtime.unload` once no request is in flight. Example::
+
+    rt = OnnxRuntime(Path("repo/m/3"), ModelSettings())
+    rt.load()
+    outputs = rt.predict({"x": np.ones((1, 4), np.float32)}, None)
+    rt.unload()
+
+Implementations must release every resource in ``unload`` (memory included) and must raise
+:class:`baton.errors.VersionFailed` from ``load`` with a reason code when the files are bad.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from baton.types import Signature
+
+__all__ = ["Runtime"]
+
+
+class Runtime(ABC):
+    #: Short backend name reported as the model's ``platform`` (e.g. ``onnxruntime_onnx``).
+    platform: str = "unknown"
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load the model into memory. Blocking; called off the event loop."""
+
+    @abstractmethod
+    def signature(self) -> Signature:
+        """Inputs and outputs with v2 datatypes and shapes (``-1`` = dynamic). After load."""
+
+    @abstractmethod
+    def predict(
+        self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None
+    ) -> dict[str, np.ndarray]:
+        """Compute ``outputs`` (all when ``None``) from validated inputs. Thread-safe."""
+
+    @abstractmethod
+    def unload(self) -> None:
+        """Release the model and its memory. Idempotent."""
+
+    def memory_bytes(self) -> int | None:
+        """Best estimate of the memory this version holds, if the backend knows it."""
+        return None

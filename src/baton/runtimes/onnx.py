@@ -1,0 +1,141 @@
+"""ONNX Runtime, the reference backend: ``<version>/model.onnx``."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from baton.errors import VersionFailed
+from baton.runtimes.base import Runtime
+from baton.settings import ModelSettings
+from baton.types import Signature, TensorSpec
+
+__all__ = ["OnnxRuntime"]
+
+MODEL_FILE = "model.onnx"
+
+#: ONNX Runtime's type strings → v2 datatypes.
+_ORT_TYPES = {
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(string)": "BYTES",
+}
+
+_OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def _spec(arg: ort.NodeArg) -> TensorSpec:
+    datatype = _ORT_TYPES.get(arg.type)
+    if datatype is None:
+        raise VersionFailed("unsupported_type", f"tensor '{arg.name}' has type {arg.type}")
+    shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (arg.shape or ()))
+    return TensorSpec(arg.name, datatype, shape)
+
+
+class OnnxRuntime(Runtime):
+    platform = "onnxruntime_onnx"
+
+    def __init__(self, path: Path, settings: ModelSettings) -> None:
+        self.path = path
+        self.settings = settings
+        self._session: ort.InferenceSession | None = None
+        self._signature: Signature | None = None
+        self._bytes = 0
+        self._bytes_outputs: frozenset[str] = frozenset()
+
+    def load(self) -> None:
+        model_file = self.path / MODEL_FILE
+        if not model_file.is_file():
+            raise VersionFailed("missing_file", f"{model_file} does not exist")
+        options = ort.SessionOptions()
+        cfg = self.settings.onnx
+        options.intra_op_num_threads = cfg.intra_op_num_threads
+        options.inter_op_num_threads = cfg.inter_op_num_threads
+        options.graph_optimization_level = _OPT_LEVELS[cfg.graph_optimization_level]
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(
+                str(model_file), sess_options=options, providers=list(cfg.providers)
+            )
+            signature = Signature(
+                tuple(_spec(a) for a in session.get_inputs()),
+                tuple(_spec(a) for a in session.get_outputs()),
+            )
+        except VersionFailed:
+            raise
+        except Exception as exc:  # ORT raises several unrelated types for bad files
+            raise VersionFailed(
+                "load_error", f"onnxruntime could not load {model_file}: {exc}"
+            ) from None
+        self._session = session
+        self._signature = signature
+        self._bytes = model_file.stat().st_size
+        self._bytes_outputs = frozenset(t.name for t in signature.outputs if t.datatype == "BYTES")
+
+    def signature(self) -> Signature:
+        if self._signature is None:
+            raise RuntimeError("signature() before load()")
+        return self._signature
+
+    def predict(
+        self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None
+    ) -> dict[str, np.ndarray]:
+        session = self._session
+        if session is None:
+            raise RuntimeError("predict() on an unloaded ONNX runtime")
+        names = list(outputs) if outputs else [t.name for t in self.signature().outputs]
+        feed = {k: _to_ort(v) for k, v in inputs.items()}
+        results = session.run(names, feed)
+        return {
+            name: _from_ort(value, name in self._bytes_outputs)
+            for name, value in zip(names, results, strict=True)
+        }
+
+    def unload(self) -> None:
+        self._session = None
+        gc.collect()
+
+    def memory_bytes(self) -> int | None:
+        return self._bytes or None
+
+
+def _to_ort(array: np.ndarray) -> np.ndarray:
+    # ORT takes string tensors as object arrays of str; v2 BYTES arrive as bytes.
+    if array.dtype == object:
+        return (
+            np.vectorize(
+                lambda b: b.decode("utf-8", "surrogateescape") if isinstance(b, bytes) else str(b),
+                otypes=[object],
+            )(array)
+            if array.size
+            else array
+        )
+    return array
+
+
+def _from_ort(value: np.ndarray, is_bytes: bool) -> np.ndarray:
+    if is_bytes and value.size:
+        return np.vectorize(
+            lambda s: s.encode("utf-8", "surrogateescape") if isinstance(s, str) else s,
+            otypes=[object],
+        )(value)
+    return value

@@ -1,0 +1,158 @@
+"""Composition root: wire sources → manager → serving map → data plane → HTTP, start and stop.
+
+::
+
+    server = BatonServer(ServerSettings(repository=Path("models"), http_port=8000))
+    await server.serve()        # until SIGTERM/SIGINT: stop accepting, finish in-flight, unload
+
+Shutdown order: uvicorn stops accepting and waits (up to ``shutdown_timeout``) for requests in
+flight; then sources stop, the manager drains and unloads every version, and threads stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from baton.api import admin, rest
+from baton.api.context import ApiContext
+from baton.dataplane import DataPlane
+from baton.errors import BatonError
+from baton.events import Event, EventBus
+from baton.manager import Manager, RuntimeFactory
+from baton.metrics import Metrics
+from baton.settings import ServerSettings
+from baton.sources.base import Source
+from baton.sources.filesystem import FilesystemSource
+
+__all__ = ["BatonServer"]
+
+log = logging.getLogger("baton")
+
+
+def _log_event(event: Event) -> None:
+    if event.kind == "state":
+        level = logging.WARNING if event.reason else logging.INFO
+        log.log(
+            level,
+            "%s v%s → %s%s",
+            event.model,
+            event.version,
+            event.state,
+            f" ({event.reason}: {event.message})" if event.reason else "",
+        )
+    else:
+        log.info(
+            "%s %s%s%s",
+            event.model,
+            event.kind,
+            f" v{event.version}" if event.version is not None else "",
+            f" {event.message}" if event.message else "",
+        )
+
+
+class BatonServer:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        sources: list[Source] | None = None,
+        runtime_factory: RuntimeFactory | None = None,
+    ) -> None:
+        self.settings = settings
+        self.events = EventBus()
+        self.metrics = Metrics()
+        self.events.subscribe(self.metrics.on_event)
+        self.events.subscribe(_log_event)
+        threads = settings.infer_threads or os.cpu_count() or 2
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="baton-infer")
+        extra = {"runtime_factory": runtime_factory} if runtime_factory else {}
+        self.manager = Manager(self.events, infer_executor=self.executor, **extra)
+        self.dataplane = DataPlane(self.manager, self.metrics)
+        if sources is None:
+            sources = []
+            if settings.repository is not None:
+                sources.append(
+                    FilesystemSource(
+                        settings.repository, settings.poll_interval, settings.poll_jitter
+                    )
+                )
+        self.sources = sources
+        self._source_tasks: list[asyncio.Task] = []
+        self.app = self._build_app()
+
+    def _build_app(self) -> Starlette:
+        app = Starlette(
+            routes=[*rest.routes, *admin.routes],
+            exception_handlers={
+                BatonError: self._error_response,
+                HTTPException: self._http_error_response,
+                Exception: self._unexpected_error_response,
+            },
+            lifespan=self._lifespan,
+        )
+        app.state.baton = ApiContext(
+            self.settings, self.dataplane, self.manager, self.metrics, self.events, self.sources
+        )
+        return app
+
+    async def _error_response(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BatonError)
+        model = request.path_params.get("model", "")
+        self.metrics.rejected.labels(model, str(exc.http_status)).inc()
+        return rest.json_response({"error": str(exc)}, exc.http_status)
+
+    async def _http_error_response(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return rest.json_response({"error": exc.detail}, exc.status_code)
+
+    async def _unexpected_error_response(self, request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return rest.json_response({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette):
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        """Start the reconcile loop and the sources (the HTTP side is started by :meth:`serve`)."""
+        self.manager.start()
+        loop = asyncio.get_running_loop()
+        for source in self.sources:
+            self._source_tasks.append(
+                loop.create_task(source.run(self.manager.publish), name=f"source {source.name}")
+            )
+
+    async def stop(self) -> None:
+        self.dataplane.shutting_down = True
+        for task in self._source_tasks:
+            task.cancel()
+        await asyncio.gather(*self._source_tasks, return_exceptions=True)
+        await self.manager.stop()
+        self.executor.shutdown(wait=True)
+        log.info("baton stopped")
+
+    async def serve(self) -> None:
+        """Serve HTTP until SIGTERM/SIGINT, then shut down gracefully."""
+        config = uvicorn.Config(
+            self.app,
+            host=self.settings.host,
+            port=self.settings.http_port,
+            log_level=self.settings.log_level,
+            access_log=self.settings.access_log,
+            timeout_graceful_shutdown=self.settings.shutdown_timeout,
+            lifespan="on",
+        )
+        await uvicorn.Server(config).serve()

@@ -1,0 +1,117 @@
+"""Typed settings: one class for the server (``BATON_*`` environment), one per model (model.yaml).
+
+Server settings come from, in rising priority: defaults, ``BATON_*`` environment variables, and
+``baton serve`` flags. Model settings come from ``<repository>/<model>/model.yaml``::
+
+    version_policy: {latest: 2}        # or {all: true} or {specific: [1, 3]}; default latest 1
+    labels: {stable: 2}                # label -> version; a labelled version is kept loaded
+    drain_timeout: 30                  # seconds to wait for in-flight requests before unload
+    allow_breaking_change: false       # accept a version whose signature is incompatible
+    warmup: {iterations: 1}            # runs of each warm-up request before READY
+    inputs: [{name: x, shape: [-1, 4]}]  # overrides of the model's own signature
+    onnx: {intra_op_num_threads: 1}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "ModelSettings",
+    "OnnxSettings",
+    "ServerSettings",
+    "TensorOverride",
+    "VersionPolicy",
+    "WarmupSettings",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VersionPolicy(_Strict):
+    """Which of the available versions are served: exactly one of the three fields is set."""
+
+    latest: int | None = Field(default=None, ge=1)
+    all: bool = False
+    specific: tuple[int, ...] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> VersionPolicy:
+        chosen = sum([self.latest is not None, self.all, self.specific is not None])
+        if chosen == 0:
+            return self.model_copy(update={"latest": 1})
+        if chosen > 1:
+            raise ValueError("version_policy takes exactly one of latest, all, specific")
+        return self
+
+    def describe(self) -> str:
+        if self.all:
+            return "all"
+        if self.specific is not None:
+            return f"specific {list(self.specific)}"
+        return f"latest {self.latest}"
+
+
+class WarmupSettings(_Strict):
+    enabled: bool = True
+    iterations: int = Field(default=1, ge=1, le=1000)
+
+
+class TensorOverride(_Strict):
+    """Replace the datatype and/or shape the backend reports for one named tensor."""
+
+    name: str
+    datatype: str | None = None
+    shape: tuple[int, ...] | None = None
+
+
+class OnnxSettings(_Strict):
+    intra_op_num_threads: int = Field(default=1, ge=0)
+    inter_op_num_threads: int = Field(default=1, ge=0)
+    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+
+
+class ModelSettings(_Strict):
+    """Per-model settings, read from ``model.yaml``; every field is optional."""
+
+    version_policy: VersionPolicy = VersionPolicy(latest=1)
+    labels: dict[str, int] = Field(default_factory=dict)
+    drain_timeout: float = Field(default=30.0, ge=0)
+    allow_breaking_change: bool = False
+    backend: Literal["onnx"] | None = None
+    warmup: WarmupSettings = WarmupSettings()
+    inputs: tuple[TensorOverride, ...] = ()
+    outputs: tuple[TensorOverride, ...] = ()
+    onnx: OnnxSettings = OnnxSettings()
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, labels: dict[str, int]) -> dict[str, int]:
+        for name in labels:
+            if not name or name.isdigit() or "/" in name:
+                raise ValueError(f"label {name!r} must be a non-numeric name without '/'")
+        return labels
+
+
+class ServerSettings(BaseSettings):
+    """Server-wide settings; each field can be set as ``BATON_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="BATON_", extra="ignore")
+
+    repository: Path | None = None
+    host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    poll_interval: float = Field(default=1.0, gt=0)
+    poll_jitter: float = Field(default=0.1, ge=0, le=1, description="fraction of the interval")
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    infer_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
+    shutdown_timeout: float = Field(default=30.0, ge=0)
+    log_level: str = "info"
+    access_log: bool = False
