@@ -3,9 +3,10 @@
 One :class:`Manager` per server. Sources publish full offers (:meth:`Manager.publish`); each
 :meth:`Manager.tick` applies pending offers and admin overrides, asks
 :func:`baton.policy.next_action` for one step and performs it: load (verify → load → contract
-check → warm-up → READY), serve (make routable), or retire (stop routing, drain in the background, unload). Every state change
-goes through :func:`baton.lifecycle.check_transition` and is published on the event bus, in
-race-free order: SERVING after the version is routable, DRAINING before it stops being.
+check → warm-up → READY), serve (make routable), or retire (stop routing, drain in the
+background, unload). Every state change goes through :func:`baton.lifecycle.check_transition`
+and is published on the event bus, in race-free order: SERVING after the version is
+routable, DRAINING before it stops being.
 
 Tests step it deterministically::
 
@@ -27,6 +28,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from baton import policy
+from baton.artifacts.verify import verify_version
 from baton.contract import apply_overrides, incompatibilities
 from baton.errors import Conflict, NotFound, VersionFailed
 from baton.events import EventBus
@@ -38,7 +40,6 @@ from baton.runtimes.registry import runtime_for
 from baton.serving_map import ModelRoute, ServingMap
 from baton.settings import ModelSettings
 from baton.sources.base import ModelSpec, VersionFiles
-from baton.sources.filesystem import fingerprint
 from baton.types import Signature
 from baton.warmup import run_warmup
 
@@ -124,6 +125,7 @@ class Manager:
         events: EventBus,
         *,
         runtime_factory: RuntimeFactory = _default_factory,
+        verifier: Callable[[VersionFiles], None] = verify_version,
         infer_executor: Executor | None = None,
     ) -> None:
         self.events = events
@@ -133,6 +135,7 @@ class Manager:
         self._dirty = False
         self._wake = asyncio.Event()
         self._factory = runtime_factory
+        self._verify = verifier
         self._infer_executor = infer_executor
         self._load_executor = ThreadPoolExecutor(1, thread_name_prefix="baton-load")
         self._drains: set[asyncio.Task] = set()
@@ -298,12 +301,12 @@ class Manager:
                 )
             record.settings, record.available = spec.settings, dict(spec.versions)
             record.config_error, record.offered = spec.config_error, True
+            # A FAILED/UNLOADED record keeps the fingerprint it was loaded from: the policy
+            # compares it with the offer to decide on a retry.
             for v, r in record.versions.items():
                 files = record.available.get(v)
                 if files and files.fingerprint != r.files.fingerprint:
-                    if r.state is S.FAILED or r.state is S.UNLOADED:
-                        r.files = files
-                    elif r.state in (S.READY, S.SERVING):
+                    if r.state in (S.READY, S.SERVING):
                         self.events.publish(
                             "ignored_change",
                             name,
@@ -364,9 +367,7 @@ class Manager:
         runtime: Runtime | None = None
         try:
             self._set_state(m, r, S.VERIFYING)
-            now = await loop.run_in_executor(self._load_executor, fingerprint, files.path)
-            if now != files.fingerprint:
-                raise VersionFailed("files_changed", "files changed after they were offered")
+            await loop.run_in_executor(self._load_executor, self._verify, files)
             self._set_state(m, r, S.LOADING)
             started = time.perf_counter()
             runtime = self._factory(files, m.settings)

@@ -41,12 +41,16 @@ class VersionPolicy(_Strict):
     all: bool = False
     specific: tuple[int, ...] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_latest_one(cls, data: object) -> object:
+        if isinstance(data, dict) and not {"latest", "all", "specific"} & data.keys():
+            return {**data, "latest": 1}
+        return data
+
     @model_validator(mode="after")
     def _exactly_one(self) -> VersionPolicy:
-        chosen = sum([self.latest is not None, self.all, self.specific is not None])
-        if chosen == 0:
-            return self.model_copy(update={"latest": 1})
-        if chosen > 1:
+        if sum([self.latest is not None, self.all, self.specific is not None]) != 1:
             raise ValueError("version_policy takes exactly one of latest, all, specific")
         return self
 

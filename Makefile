@@ -1,0 +1,41 @@
+# Two commands: `make run` (set up, build the demo repository, serve it) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   := demo-repository
+PORT   ?= 8000
+
+.PHONY: setup run test lint format bench-swap bench-memory clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/baton demo-repository $(DEMO)
+	$(BIN)/baton serve --repository $(DEMO) --http-port $(PORT)
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: setup
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+test: setup lint
+	$(BIN)/pytest
+
+bench-swap: setup
+	$(BIN)/python bench/swap_under_load.py
+
+bench-memory: setup
+	$(BIN)/python bench/swap_memory.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache src/*.egg-info

@@ -1,0 +1,309 @@
+"""The manager, stepped with tick(): FakeRuntime versions behind real version directories."""
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from baton.errors import Conflict, NotFound
+from baton.events import EventBus
+from baton.lifecycle import VersionState as S
+from baton.manager import Manager
+from baton.policy import Load, Retire, Serve
+from baton.runtimes.fake import FakeRuntime
+from baton.settings import ModelSettings, VersionPolicy
+from baton.sources.base import ModelSpec, VersionFiles
+from baton.sources.filesystem import fingerprint
+from baton.types import Signature, TensorSpec
+
+
+class Harness:
+    """A manager whose versions are FakeRuntimes configured per version number."""
+
+    def __init__(self, tmp_path: Path):
+        self.root = tmp_path
+        self.events = EventBus()
+        self.behaviour: dict[int, dict] = {}
+        self.runtimes: dict[int, FakeRuntime] = {}
+        self.manager = Manager(self.events, runtime_factory=self._factory)
+        self.settings = ModelSettings(drain_timeout=2.0)
+        self.versions: dict[int, VersionFiles] = {}
+
+    def _factory(self, files, settings):
+        v = int(files.path.name)
+        rt = FakeRuntime(float(v), **self.behaviour.get(v, {}))
+        self.runtimes[v] = rt
+        return rt
+
+    def add(self, v: int, **behaviour):
+        d = self.root / "m" / str(v)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "weights").write_text(f"version {v}")
+        self.behaviour[v] = behaviour
+        self.versions[v] = VersionFiles(d, fingerprint(d))
+        self.offer()
+
+    def offer(self, **settings):
+        if settings:
+            self.settings = self.settings.model_copy(update=settings)
+        self.manager.publish("test", {"m": ModelSpec("m", self.settings, dict(self.versions))})
+
+    async def settle(self):
+        actions = []
+        while (action := await self.manager.tick()) is not None:
+            actions.append(action)
+            assert len(actions) < 100, "manager does not converge"
+        await self.manager.wait_drained()
+        return actions
+
+    def state(self, v):
+        return self.manager.model("m").versions[v].state
+
+    def default(self):
+        return self.manager.serving_map.get("m").default
+
+    async def infer(self):
+        route = self.manager.serving_map.get("m")
+        handle = route.versions[route.default]
+        with handle.lease():
+            out = await handle.predict({"x": np.zeros((1, 4), np.float32)})
+        return handle.version, float(out["y"][0, 0])
+
+
+@pytest.fixture
+def h(tmp_path):
+    return Harness(tmp_path)
+
+
+async def test_first_version_loads_and_serves(h):
+    h.add(1)
+    assert await h.settle() == [Load("m", 1), Serve("m", 1)]
+    assert h.state(1) is S.SERVING
+    assert await h.infer() == (1, 1.0)
+    states = [e.state for e in h.events.recent() if e.kind == "state"]
+    assert states == ["DISCOVERED", "VERIFYING", "LOADING", "WARMING", "READY", "SERVING"]
+
+
+async def test_new_version_replaces_old_availability_preserving(h):
+    h.add(1)
+    await h.settle()
+    h.add(2)
+    actions = await h.settle()
+    assert actions == [Load("m", 2), Serve("m", 2), Retire("m", 1)]
+    assert (h.state(1), h.state(2)) == (S.UNLOADED, S.SERVING)
+    assert h.runtimes[1].unloaded and not h.runtimes[2].unloaded
+    assert await h.infer() == (2, 2.0)
+    swaps = [(e.data["from"], e.version) for e in h.events.recent() if e.kind == "swap"]
+    assert swaps == [(None, 1), (1, 2)]
+
+
+async def test_events_are_race_free(h):
+    """SERVING is published after the version is routable; DRAINING before it stops being."""
+    seen = []
+
+    def check(event):
+        if event.kind == "state" and event.state in ("SERVING", "DRAINING"):
+            route = h.manager.serving_map.get("m")
+            seen.append((event.version, event.state, event.version in route.versions))
+
+    h.events.subscribe(check)
+    h.add(1)
+    await h.settle()
+    h.add(2)
+    await h.settle()
+    assert seen == [(1, "SERVING", True), (2, "SERVING", True), (1, "DRAINING", True)]
+    assert 1 not in h.manager.serving_map.get("m").versions
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "reason"),
+    [
+        ({"fail_load": "corrupt file"}, "load_error"),
+        ({"nan_output": True}, "non_finite_output"),
+        (
+            {
+                "signature": Signature(
+                    (TensorSpec("x", "FP32", (-1, 5)),), (TensorSpec("y", "FP32", (-1, 5)),)
+                )
+            },
+            "incompatible_signature",
+        ),
+        (
+            {
+                "signature": Signature(
+                    (TensorSpec("x", "INT64", (-1, 4)),), (TensorSpec("y", "FP32", (-1, 4)),)
+                )
+            },
+            "incompatible_signature",
+        ),
+    ],
+)
+async def test_bad_version_fails_and_old_keeps_serving(h, behaviour, reason):
+    h.add(1)
+    await h.settle()
+    h.add(2, **behaviour)
+    await h.settle()
+    record = h.manager.model("m").versions[2]
+    assert record.state is S.FAILED and record.reason == reason and record.message
+    assert h.state(1) is S.SERVING and h.default() == 1
+    assert await h.infer() == (1, 1.0)
+    assert h.runtimes[2].unloaded or not h.runtimes[2].loaded
+    # not retried while the files are unchanged
+    h.offer()
+    assert await h.settle() == []
+
+
+async def test_failed_version_is_retried_when_its_files_change(h):
+    h.add(1)
+    await h.settle()
+    h.add(2, fail_load="truncated")
+    await h.settle()
+    assert h.state(2) is S.FAILED
+    h.add(2)  # rewritten: new fingerprint, healthy behaviour
+    await h.settle()
+    assert h.state(2) is S.SERVING and h.state(1) is S.UNLOADED
+
+
+async def test_breaking_change_allowed_by_settings(h):
+    h.add(1)
+    await h.settle()
+    h.offer(allow_breaking_change=True)
+    h.add(
+        2,
+        signature=Signature(
+            (TensorSpec("x", "FP32", (-1, 4)),), (TensorSpec("z", "FP32", (-1, 4)),)
+        ),
+    )
+    await h.settle()
+    assert h.state(2) is S.SERVING
+
+
+async def test_files_changed_between_offer_and_load_fail_verification(h):
+    h.add(1)
+    (h.versions[1].path / "weights").write_text("tampered after discovery")
+    await h.settle()
+    record = h.manager.model("m").versions[1]
+    assert record.state is S.FAILED and record.reason == "files_changed"
+
+
+async def test_pin_and_rollback(h):
+    for v in (1, 2, 3):
+        h.add(v)
+        await h.settle()
+    assert h.default() == 3
+    assert h.manager.rollback("m") == 2
+    await h.settle()
+    assert h.default() == 2 and h.state(3) is S.UNLOADED and h.manager.model("m").pinned == 2
+    h.manager.pin("m", 1)
+    await h.settle()
+    assert h.default() == 1
+    h.manager.unpin("m")
+    await h.settle()
+    assert h.default() == 3 and h.state(1) is S.UNLOADED
+    with pytest.raises(NotFound):
+        h.manager.pin("m", 9)
+    with pytest.raises(NotFound):
+        h.manager.pin("nope", 1)
+
+
+async def test_rollback_without_history_picks_the_next_older_version(h):
+    h.add(1)
+    h.add(2)
+    await h.settle()
+    assert h.manager.rollback("m") == 1
+    await h.settle()
+    assert h.default() == 1
+    h.manager.pin("m", 1)
+    h.manager.model("m").history.clear()
+    with pytest.raises(Conflict):
+        h.manager.rollback("m")
+
+
+async def test_labels_keep_versions_loaded_and_route(h):
+    h.add(1)
+    await h.settle()
+    h.add(2)
+    h.manager.set_label("m", "stable", 1)
+    await h.settle()
+    route = h.manager.serving_map.get("m")
+    assert route.default == 2 and set(route.versions) == {1, 2} and route.labels == {"stable": 1}
+
+
+async def test_version_policy_latest_two(h):
+    h.offer(version_policy=VersionPolicy(latest=2))
+    for v in (1, 2, 3):
+        h.add(v)
+    await h.settle()
+    assert sorted(h.manager.serving_map.get("m").versions) == [2, 3]
+    assert h.default() == 3
+
+
+async def test_model_removed_from_source_is_unloaded_and_forgotten(h):
+    h.add(1)
+    await h.settle()
+    h.manager.publish("test", {})
+    await h.settle()
+    assert h.runtimes[1].unloaded
+    assert "m" not in h.manager.models() and h.manager.serving_map.get("m") is None
+
+
+async def test_disable_and_enable(h):
+    h.add(1)
+    await h.settle()
+    h.manager.set_enabled("m", False)
+    await h.settle()
+    assert h.state(1) is S.UNLOADED and h.default() is None
+    h.manager.set_enabled("m", True)
+    await h.settle()
+    assert h.state(1) is S.SERVING
+
+
+async def test_retired_version_drains_before_unload(h):
+    h.add(1, predict_seconds=0.3)
+    await h.settle()
+    request = asyncio.create_task(h.infer())
+    await asyncio.sleep(0.05)
+    h.add(2)
+    while await h.manager.tick():
+        pass
+    assert h.state(1) is S.DRAINING and not h.runtimes[1].unloaded
+    assert await request == (1, 1.0)  # finished on the version it started on
+    await h.manager.wait_drained()
+    assert h.state(1) is S.UNLOADED and h.runtimes[1].unloaded
+    unloaded = [e for e in h.events.recent() if e.state == "UNLOADED"][-1]
+    assert unloaded.data["forced"] is False and unloaded.data["drain_seconds"] > 0.1
+
+
+async def test_drain_timeout_forces_unload_and_reports_it(h):
+    h.offer(drain_timeout=0.05)
+    h.add(1, predict_seconds=0.4)
+    await h.settle()
+    request = asyncio.create_task(h.infer())
+    await asyncio.sleep(0.05)
+    h.add(2)
+    await h.settle()
+    unloaded = [e for e in h.events.recent() if e.state == "UNLOADED"][-1]
+    assert unloaded.version == 1 and unloaded.reason == "drain_timeout"
+    assert unloaded.data["forced"] is True
+    # The runtime was unloaded with the request still running; the running call keeps its own
+    # reference and completes, and new requests already go to version 2.
+    assert await request == (1, 1.0)
+    assert h.runtimes[1].unloaded and h.default() == 2
+
+
+async def test_wait_until_and_settled(h):
+    h.add(1, load_seconds=0.1)
+    h.manager.start()
+    try:
+        assert await h.manager.wait_until(
+            lambda: "m" in h.manager.models() and h.manager.model("m").settled(), timeout=5
+        )
+        assert h.state(1) is S.SERVING and h.manager.synced
+    finally:
+        await h.manager.stop()
+    assert h.runtimes[1].unloaded
+    assert [e.state for e in h.events.recent() if e.kind == "state"][-2:] == [
+        "DRAINING",
+        "UNLOADED",
+    ]

@@ -1,0 +1,50 @@
+import pytest
+
+from baton.errors import NotFound, Unavailable
+from baton.handle import VersionHandle
+from baton.routing import choose_handle
+from baton.runtimes.fake import FakeRuntime
+from baton.serving_map import ModelRoute, ServingMap
+
+
+def handle(version):
+    rt = FakeRuntime(version)
+    return VersionHandle("m", version, rt, rt.signature())
+
+
+H1, H2 = handle(1), handle(2)
+ROUTE = ModelRoute("m", {1: H1, 2: H2}, 2, {"stable": 1, "gone": 7})
+
+
+@pytest.mark.parametrize(
+    ("requested", "expected"),
+    [(None, H2), ("", H2), ("1", H1), ("2", H2), ("stable", H1)],
+)
+def test_choose_handle(requested, expected):
+    assert choose_handle(ROUTE, requested) is expected
+
+
+@pytest.mark.parametrize(
+    ("route", "requested", "error", "message"),
+    [
+        (ROUTE, "3", NotFound, "version 3 is not serving"),
+        (ROUTE, "canary", NotFound, "no version labelled 'canary'"),
+        (ROUTE, "gone", NotFound, "names version 7"),
+        (ModelRoute("m", {}, None), None, Unavailable, "no version serving"),
+    ],
+)
+def test_choose_handle_errors(route, requested, error, message):
+    with pytest.raises(error, match=message):
+        choose_handle(route, requested)
+
+
+def test_serving_map_is_immutable():
+    smap = ServingMap.build([ModelRoute("m", {1: H1}, 1, {"stable": 1})])
+    route = smap.get("m")
+    with pytest.raises(TypeError):
+        route.versions[2] = H2  # type: ignore[index]
+    with pytest.raises(TypeError):
+        smap.models["x"] = route  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        route.default = 2  # type: ignore[misc]
+    assert smap.get("nope") is None
