@@ -20,7 +20,7 @@ __all__ = ["decode_json", "decode_raw", "element_count", "encode_json", "encode_
 
 _LEN = struct.Struct("<I")
 # Which kinds numpy infers from JSON values may be cast to each target kind.
-_ACCEPTS = {"b": "b", "i": "biu", "u": "biu", "f": "biuf"}
+_ACCEPTS = {"b": "b", "i": "iu", "u": "iu", "f": "biuf"}
 
 
 def element_count(name: str, shape: object) -> int:
@@ -58,18 +58,7 @@ def decode_json(name: str, datatype: str, shape: list[int], data: object) -> np.
                 else np.empty(0, dtype=object)
             )
         else:
-            inferred = np.array(data)
-            if inferred.size and inferred.dtype.kind not in _ACCEPTS[dtype.kind]:
-                raise InvalidRequest(
-                    f"tensor '{name}': {datatype} data must hold numbers"
-                    + (" or booleans" if dtype.kind != "b" else "")
-                    + f", got {inferred.dtype.kind!r}-kind values"
-                )
-            if datatype == "BF16":
-                f32 = inferred.astype(np.float32).reshape(-1)
-                array = (f32.view(np.uint32) >> 16).astype(np.uint16)
-            else:
-                array = inferred.astype(dtype, copy=False).reshape(-1)
+            array = _numeric(name, datatype, dtype, data)
     except InvalidRequest:
         raise
     except (ValueError, TypeError, OverflowError) as exc:
@@ -81,6 +70,39 @@ def decode_json(name: str, datatype: str, shape: list[int], data: object) -> np.
             f"tensor '{name}': shape {list(shape)} needs {count} elements, data has {array.size}"
         )
     return array.reshape(shape)
+
+
+def _numeric(name: str, datatype: str, dtype: np.dtype, data: list) -> np.ndarray:
+    inferred = np.array(data)
+    if datatype == "BF16":
+        f32 = inferred.astype(np.float32).reshape(-1)
+        return (f32.view(np.uint32) >> 16).astype(np.uint16)
+    kind = inferred.dtype.kind
+    if inferred.size and kind not in _ACCEPTS[dtype.kind]:
+        # Python ints beyond int64 (e.g. UINT64 near 2**64) make numpy infer floats or objects.
+        if dtype.kind in "iu" and kind in "fO":
+            exact = _exact_integers(data, dtype)
+            if exact is not None:
+                return exact
+        wanted = (
+            "booleans" if dtype.kind == "b" else "integers" if dtype.kind in "iu" else "numbers"
+        )
+        raise InvalidRequest(f"tensor '{name}': {datatype} data must hold {wanted}")
+    if dtype.kind in "iu" and inferred.size and kind in "iu":
+        info = np.iinfo(dtype)
+        if inferred.min() < info.min or inferred.max() > info.max:
+            raise InvalidRequest(f"tensor '{name}': values out of range for {datatype}")
+    return inferred.astype(dtype, copy=False).reshape(-1)
+
+
+def _exact_integers(data: list, dtype: np.dtype) -> np.ndarray | None:
+    flat = np.array(data, dtype=object).reshape(-1)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
+        return None
+    info = np.iinfo(dtype)
+    if any(v < info.min or v > info.max for v in flat):
+        return None
+    return flat.astype(dtype)
 
 
 def decode_raw(name: str, datatype: str, shape: list[int], raw: bytes | memoryview) -> np.ndarray:

@@ -301,20 +301,19 @@ class Manager:
                 )
             record.settings, record.available = spec.settings, dict(spec.versions)
             record.config_error, record.offered = spec.config_error, True
-            # A FAILED/UNLOADED record keeps the fingerprint it was loaded from: the policy
-            # compares it with the offer to decide on a retry.
+            # A record keeps the fingerprint it was loaded from: for FAILED/UNLOADED versions the
+            # policy compares it with the offer to decide on a retry; loaded ones are immutable.
             for v, r in record.versions.items():
                 files = record.available.get(v)
-                if files and files.fingerprint != r.files.fingerprint:
-                    if r.state in (S.READY, S.SERVING):
-                        self.events.publish(
-                            "ignored_change",
-                            name,
-                            version=v,
-                            message="files of a loaded version changed; versions are immutable, "
-                            "publish a new version number instead",
-                        )
-                        r.files = VersionFiles(files.path, r.files.fingerprint)
+                changed = files is not None and files.fingerprint != r.files.fingerprint
+                if changed and r.state in (S.READY, S.SERVING):
+                    self.events.publish(
+                        "ignored_change",
+                        name,
+                        version=v,
+                        message="files of a loaded version changed; versions are immutable, "
+                        "publish a new version number instead",
+                    )
         for name, record in list(self._models.items()):
             if name not in merged:
                 record.offered = False

@@ -40,7 +40,7 @@ def test_legal_transitions(current, new):
 
 @pytest.mark.parametrize(("current", "new"), ILLEGAL)
 def test_illegal_transitions_raise(current, new):
-    with pytest.raises(ValueError, match="→|must start"):
+    with pytest.raises(ValueError, match=r"→|must start"):
         check_transition(current, new)
 
 

@@ -1,1 +1,3 @@
 """Thin protocol adapters over :class:`baton.dataplane.DataPlane`."""
+
+__all__: list[str] = []
