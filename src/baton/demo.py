@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["affine_model", "write_demo_repository", "write_version"]
+__all__ = ["affine_model", "identity_model", "slow_model", "write_demo_repository", "write_version"]
 
 OPSET = 17
 
@@ -56,6 +56,42 @@ def affine_model(
         [helper.make_tensor_value_info(input_name, datatype, ["batch", width])],
         outputs,
         inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model
+
+
+def identity_model(datatypes: dict[str, int]) -> onnx.ModelProto:
+    """One ``in_<name>`` → ``out_<name>`` Identity per entry (name → ONNX TensorProto type)."""
+    nodes, inputs, outputs = [], [], []
+    for name, dtype in datatypes.items():
+        nodes.append(helper.make_node("Identity", [f"in_{name}"], [f"out_{name}"]))
+        inputs.append(helper.make_tensor_value_info(f"in_{name}", dtype, ["n"]))
+        outputs.append(helper.make_tensor_value_info(f"out_{name}", dtype, ["n"]))
+    graph = helper.make_graph(nodes, "identity", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model
+
+
+def slow_model(size: int = 800, repeats: int = 3) -> onnx.ModelProto:
+    """``x: FP32[1, 1]`` → ``y: FP32[1]``, after ``repeats`` ``size``² matrix products: a model
+    that is cheap to call but takes a while to compute (for drain and shutdown tests)."""
+    w = np.full((size, size), 1.0 / size, np.float32)
+    nodes = [helper.make_node("Expand", ["x", "square"], ["m0"])]
+    for i in range(repeats):
+        nodes.append(helper.make_node("MatMul", [f"m{i}", "w"], [f"m{i + 1}"]))
+    nodes.append(helper.make_node("ReduceMean", [f"m{repeats}"], ["y"], keepdims=0))
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+        [
+            numpy_helper.from_array(w, "w"),
+            numpy_helper.from_array(np.array([size, size], np.int64), "square"),
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8

@@ -83,6 +83,10 @@ class FilesystemSource:
             await scanned.wait()
 
     async def run(self, publish: Publish) -> None:
+        # The first offer comes from a second look, so versions already complete at start are in
+        # it and the server's readiness means "everything present at start is loaded".
+        await asyncio.to_thread(self.scan)
+        await asyncio.sleep(min(self.interval, 0.5))
         last: dict[str, ModelSpec] | None = None
         while True:
             self._wake.clear()
