@@ -21,7 +21,9 @@ __all__ = ["json_body", "json_response", "read_body", "routes"]
 
 
 def json_response(content: object, status: int = 200) -> Response:
-    return Response(orjson.dumps(content), status, media_type="application/json")
+    return Response(
+        orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS), status, media_type="application/json"
+    )
 
 
 async def read_body(request: Request, limit: int) -> bytes:
