@@ -75,22 +75,41 @@ def identity_model(datatypes: dict[str, int]) -> onnx.ModelProto:
     return model
 
 
-def slow_model(size: int = 800, repeats: int = 3) -> onnx.ModelProto:
-    """``x: FP32[1, 1]`` → ``y: FP32[1]``, after ``repeats`` ``size``² matrix products: a model
-    that is cheap to call but takes a while to compute (for drain and shutdown tests)."""
-    w = np.full((size, size), 1.0 / size, np.float32)
-    nodes = [helper.make_node("Expand", ["x", "square"], ["m0"])]
-    for i in range(repeats):
-        nodes.append(helper.make_node("MatMul", [f"m{i}", "w"], [f"m{i + 1}"]))
-    nodes.append(helper.make_node("ReduceMean", [f"m{repeats}"], ["y"], keepdims=0))
+def slow_model(size: int = 256) -> onnx.ModelProto:
+    """``n: INT64[1]`` → ``y: FP32[]``: ``n`` chained ``size``² matrix products in an ONNX Loop.
+
+    The caller chooses how long a request computes (warm-up's ``n = 1`` is instant), which makes
+    drain and shutdown tests deterministic. ``y`` is always 1.0.
+    """
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("MatMul", ["m_in", "w"], ["m_out"]),
+        ],
+        "step",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("m_in", TensorProto.FLOAT, [size, size]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("m_out", TensorProto.FLOAT, [size, size]),
+        ],
+    )
     graph = helper.make_graph(
-        nodes,
+        [
+            helper.make_node("Squeeze", ["n", "axis0"], ["trips"]),
+            helper.make_node("Loop", ["trips", "", "m0"], ["m"], body=body),
+            helper.make_node("ReduceMean", ["m"], ["y"], keepdims=0),
+        ],
         "slow",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info("n", TensorProto.INT64, [1])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
         [
-            numpy_helper.from_array(w, "w"),
-            numpy_helper.from_array(np.array([size, size], np.int64), "square"),
+            numpy_helper.from_array(np.full((size, size), 1.0 / size, np.float32), "w"),
+            numpy_helper.from_array(np.ones((size, size), np.float32), "m0"),
+            numpy_helper.from_array(np.array([0], np.int64), "axis0"),
         ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
