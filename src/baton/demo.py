@@ -39,14 +39,23 @@ def affine_model(
         helper.make_node("Add", ["scaled", "offset"], ["y"]),
     ]
     if padding_floats:
-        # Kept alive by a ReduceSum feeding a second output, so graph optimisation keeps it.
+        # Read through a Gather whose index depends on the input, so graph optimisation cannot
+        # fold the initializer away: the model really holds ``padding_floats`` floats.
         pad = (
-            np.random.default_rng(int(offset * 1000) % 2**32)
+            np.random.default_rng(int(abs(offset) * 1000) % 2**32)
             .standard_normal(padding_floats)
             .astype(np.float32)
         )
-        inits.append(numpy_helper.from_array(pad, "padding"))
-        nodes.append(helper.make_node("ReduceSum", ["padding"], ["checksum"], keepdims=0))
+        inits += [
+            numpy_helper.from_array(pad, "padding"),
+            numpy_helper.from_array(np.array(0.0, np_type), "zero"),
+        ]
+        nodes += [
+            helper.make_node("ReduceSum", [input_name], ["total"], keepdims=0),
+            helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+            helper.make_node("Cast", ["nothing"], ["index"], to=TensorProto.INT64),
+            helper.make_node("Gather", ["padding", "index"], ["checksum"]),
+        ]
     outputs = [helper.make_tensor_value_info("y", datatype, ["batch", width])]
     if padding_floats:
         outputs.append(helper.make_tensor_value_info("checksum", TensorProto.FLOAT, []))
