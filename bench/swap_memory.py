@@ -102,7 +102,7 @@ def main() -> None:
             wait_served(proc.url, 1)
             time.sleep(0.5)
             rss_first = status(pid)["VmRSS"]
-            trajectory = [(1, rss_first)]
+            trajectory = [(0, rss_first)]
             started = time.perf_counter()
             for v in range(2, args.swaps + 2):
                 drop(repo, v, sources)
@@ -124,7 +124,7 @@ def main() -> None:
         f"({elapsed / args.swaps * 1000:.0f} ms per swap, drop to serving); server exit {code}"
     )
     print()
-    print(table(["after swaps", "RSS MB"], [[n - 1 if n > 1 else 0, mb(r)] for n, r in trajectory]))
+    print(table(["after swaps", "RSS MB"], [[n, mb(r)] for n, r in trajectory]))
     print()
     rows = [
         ["RSS, server started, no model", mb(rss_empty), ""],

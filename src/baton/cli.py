@@ -3,7 +3,7 @@
     baton serve --repository DIR [--host H] [--http-port P] [--poll-interval S]
     baton models | events [--model M] | pin MODEL VERSION | unpin MODEL | rollback MODEL
     baton label MODEL LABEL VERSION | rescan
-    baton demo-repository DIR          # the small two-version demo used by `make run`
+    baton demo-repository DIR [--add-version N]   # the demo used by `make run`
 
 Client commands talk to ``--url`` (default ``$BATON_URL`` or http://127.0.0.1:8000).
 """
@@ -174,6 +174,12 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--limit", type=int, default=30)
     demo = sub.add_parser("demo-repository", help="write the demo model repository")
     demo.add_argument("directory", type=Path)
+    demo.add_argument(
+        "--add-version",
+        type=int,
+        metavar="N",
+        help="publish demo version N (y = x + N) atomically into it",
+    )
     return parser
 
 
@@ -182,10 +188,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         _serve(args)
     elif args.command == "demo-repository":
-        from baton.demo import write_demo_repository
+        from baton.demo import affine_model, write_demo_repository, write_version
 
-        write_demo_repository(args.directory)
-        print(f"demo repository written to {args.directory}")
+        if args.add_version:
+            path = write_version(
+                args.directory / "demo", args.add_version, affine_model(float(args.add_version))
+            )
+            print(f"published {path} (y = x + {args.add_version})")
+        else:
+            write_demo_repository(args.directory)
+            print(f"demo repository written to {args.directory}")
     else:
         _client(args)
 

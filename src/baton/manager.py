@@ -48,6 +48,7 @@ __all__ = ["Manager", "ModelRecord", "VersionRecord"]
 log = logging.getLogger("baton.manager")
 S = VersionState
 RuntimeFactory = Callable[[VersionFiles, ModelSettings], Runtime]
+HISTORY = 100  # default versions remembered per model, for rollback
 
 
 @dataclass(eq=False)
@@ -314,6 +315,14 @@ class Manager:
                         message="files of a loaded version changed; versions are immutable, "
                         "publish a new version number instead",
                     )
+            # Forget unloaded versions whose files are gone: they cannot come back, and a model
+            # that goes through thousands of versions must not keep a record of each.
+            for v in [
+                v
+                for v, r in record.versions.items()
+                if r.state is S.UNLOADED and v not in record.available
+            ]:
+                del record.versions[v]
         for name, record in list(self._models.items()):
             if name not in merged:
                 record.offered = False
@@ -422,7 +431,7 @@ class Manager:
         after = m.default_version()
         if after != before:
             if after is not None:
-                m.history.append(after)
+                m.history = [*m.history[-(HISTORY - 1) :], after]
             self.events.publish("swap", m.name, version=after, data={"from": before})
 
     def _retire(self, m: ModelRecord, version: int) -> None:

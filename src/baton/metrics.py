@@ -3,9 +3,16 @@
 Each server owns its own registry (so several servers can live in one process, as in tests).
 Per-request metric children are cached per (model, version) so the request path does one dict
 lookup, one counter increment and one histogram observation.
+
+Label cardinality stays bounded however many versions a model goes through: the series of a
+version are removed once it is one of more than ``RETAINED_UNLOADED`` unloaded versions of
+its model (recently retired versions stay visible for dashboards and alerts).
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections import deque
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.process_collector import ProcessCollector
@@ -33,6 +40,7 @@ _LATENCY_BUCKETS = (
     5,
 )
 _PHASE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+RETAINED_UNLOADED = 5
 
 
 class Metrics:
@@ -104,6 +112,7 @@ class Metrics:
             registry=r,
         )
         self._children: dict[tuple[str, int], tuple] = {}
+        self._unloaded: dict[str, deque[int]] = {}
 
     # ---- request path -------------------------------------------------------------------
     def request_children(self, model: str, version: int) -> tuple:
@@ -141,6 +150,28 @@ class Metrics:
             if data.get("forced"):
                 self.forced_unloads.labels(model).inc()
             self._children.pop((model, event.version), None)
+            self._retire_series(model, event.version)
+
+    def _retire_series(self, model: str, version: int) -> None:
+        retired = self._unloaded.setdefault(model, deque())
+        if version in retired:
+            retired.remove(version)
+        retired.append(version)
+        while len(retired) > RETAINED_UNLOADED:
+            self._forget(model, str(retired.popleft()))
+
+    def _forget(self, model: str, version: str) -> None:
+        for state in VersionState:
+            self._remove(self.state, model, version, state.value)
+        for outcome in ("ok", "error"):
+            self._remove(self.requests, model, version, outcome)
+        self._remove(self.latency, model, version)
+        self._remove(self.inflight, model, version)
+
+    @staticmethod
+    def _remove(metric, *labels: str) -> None:
+        with contextlib.suppress(KeyError):  # a series that was never recorded
+            metric.remove(*labels)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

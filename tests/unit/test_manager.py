@@ -307,3 +307,15 @@ async def test_wait_until_and_settled(h):
         "DRAINING",
         "UNLOADED",
     ]
+
+
+async def test_unloaded_versions_whose_files_are_gone_are_forgotten(h):
+    for v in (1, 2, 3):
+        h.add(v)
+        await h.settle()
+    assert set(h.manager.model("m").versions) == {1, 2, 3}
+    del h.versions[1]
+    h.offer()
+    await h.settle()
+    assert set(h.manager.model("m").versions) == {2, 3}
+    assert h.manager.model("m").history == [1, 2, 3]
