@@ -10,7 +10,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,16 +20,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from baton.testing import ServerProcess, free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 MLSERVER_VENV = ROOT / "bench" / ".venv-mlserver"
 # uvloop 0.22 breaks MLServer 1.7.1's parallel workers (get_event_loop without a loop).
 MLSERVER_PINS = ["mlserver==1.7.1", "onnxruntime==1.31.1", "uvloop<0.22"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def machine() -> str:
@@ -75,30 +70,14 @@ def wait_ready(proc: Process, path: str, timeout: float = 120) -> None:
     raise RuntimeError(f"{proc.name} not ready:\n{proc.log.read_text()[-3000:]}")
 
 
-def start_baton(repository: Path, workdir: Path, poll_interval: float = 0.25) -> Process:
-    port = free_port()
-    log = workdir / "baton.log"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "baton.cli",
-            "serve",
-            "--repository",
-            str(repository),
-            "--http-port",
-            str(port),
-            "--poll-interval",
-            str(poll_interval),
-            "--log-level",
-            "warning",
-        ],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
+def start_baton(repository: Path, workdir: Path, poll_interval: float = 0.25) -> ServerProcess:
+    return ServerProcess.start(
+        repository,
+        workdir / "baton.log",
+        poll_interval=poll_interval,
+        log_level="warning",
+        timeout=120,
     )
-    proc = Process("baton", f"http://127.0.0.1:{port}", process, log)
-    wait_ready(proc, "/v2/health/ready")
-    return proc
 
 
 def ensure_mlserver() -> Path:
