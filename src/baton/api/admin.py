@@ -14,7 +14,7 @@ from baton import __version__
 from baton.api.context import context
 from baton.api.rest import json_body, json_response
 from baton.errors import InvalidRequest
-from baton.manager import ModelRecord
+from baton.records import ModelRecord
 
 __all__ = ["model_view", "routes"]
 
