@@ -111,9 +111,5 @@ class VersionHandle:
         """Refuse new leases from now on (leases already taken run to completion)."""
         self._closed = True
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def __repr__(self) -> str:
         return f"<VersionHandle {self.model}:{self.version} inflight={self.inflight}>"

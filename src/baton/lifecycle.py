@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["LOADED_STATES", "ROUTABLE_STATES", "VersionState", "check_transition"]
+__all__ = ["VersionState", "check_transition"]
 
 
 class VersionState(StrEnum):
@@ -42,11 +42,6 @@ _TRANSITIONS: dict[VersionState, frozenset[VersionState]] = {
     S.UNLOADED: frozenset({S.DISCOVERED}),
     S.FAILED: frozenset({S.DISCOVERED}),
 }
-
-#: States in which a runtime holds the model in memory.
-LOADED_STATES = frozenset({S.WARMING, S.READY, S.SERVING, S.DRAINING})
-#: States in which a version may appear in the serving map.
-ROUTABLE_STATES = frozenset({S.SERVING})
 
 
 def check_transition(current: VersionState | None, new: VersionState) -> None:

@@ -183,10 +183,6 @@ class Manager:
     def start(self) -> None:
         self._loop_task = asyncio.get_running_loop().create_task(self.run(), name="baton-manager")
 
-    async def wait_synced(self) -> None:
-        """Wait until the first offers have been fully reconciled (used for server readiness)."""
-        await self._synced.wait()
-
     @property
     def synced(self) -> bool:
         return self._synced.is_set()
