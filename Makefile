@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO   := demo-repository
 PORT   ?= 8000
 
-.PHONY: setup run test lint format bench-swap bench-memory clean
+.PHONY: setup run test lint format proto bench-swap bench-memory clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ lint: setup
 format: setup
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
+
+proto: setup
+	$(BIN)/python src/baton/api/v2grpc/generate.py
 
 test: setup lint
 	$(BIN)/pytest

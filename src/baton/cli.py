@@ -1,6 +1,6 @@
 """``baton``: serve a model repository, or manage a running server through its admin API.
 
-    baton serve --repository DIR [--host H] [--http-port P] [--poll-interval S]
+    baton serve --repository DIR [--host H] [--http-port P] [--grpc-port P] [--poll-interval S]
     baton models | events [--model M] | pin MODEL VERSION | unpin MODEL | rollback MODEL
     baton label MODEL LABEL VERSION | rescan
     baton demo-repository DIR [--add-version N]   # the demo used by `make run`
@@ -82,6 +82,7 @@ def _serve(args: argparse.Namespace) -> None:
             "repository": args.repository,
             "host": args.host,
             "http_port": args.http_port,
+            "grpc_port": args.grpc_port,
             "poll_interval": args.poll_interval,
             "log_level": args.log_level,
         }.items()
@@ -156,6 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--repository", type=Path)
     serve.add_argument("--host")
     serve.add_argument("--http-port", type=int)
+    serve.add_argument("--grpc-port", type=int, help="0 turns gRPC off (default 8001)")
     serve.add_argument("--poll-interval", type=float)
     serve.add_argument("--log-level")
     sub.add_parser("models", help="list models and versions")

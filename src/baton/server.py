@@ -1,4 +1,4 @@
-"""Composition root: wire sources → manager → serving map → data plane → HTTP, start and stop.
+"""Composition root: wire sources → manager → serving map → data plane → HTTP and gRPC.
 
 ::
 
@@ -6,7 +6,8 @@
     await server.serve()        # until SIGTERM/SIGINT: stop accepting, finish in-flight, unload
 
 Shutdown order: uvicorn stops accepting and waits (up to ``shutdown_timeout``) for requests in
-flight; then sources stop, the manager drains and unloads every version, and threads stop.
+flight; then gRPC does the same, sources stop, the manager drains and unloads every version,
+and threads stop.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
+import grpc
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -25,11 +27,13 @@ from starlette.responses import Response
 
 from baton.api import admin, rest
 from baton.api.context import ApiContext
+from baton.api.v2grpc import start_grpc_server
 from baton.dataplane import DataPlane
 from baton.errors import BatonError
 from baton.events import Event, EventBus
 from baton.manager import Manager, RuntimeFactory
 from baton.metrics import Metrics
+from baton.repository import Repository
 from baton.settings import ServerSettings
 from baton.sources.base import Source
 from baton.sources.filesystem import FilesystemSource
@@ -86,6 +90,11 @@ class BatonServer:
                     )
                 )
         self.sources = sources
+        self.repository = Repository(self.manager, sources)
+        self.context = ApiContext(
+            settings, self.dataplane, self.manager, self.metrics, self.events, self.repository
+        )
+        self._grpc: grpc.aio.Server | None = None
         self._source_tasks: list[asyncio.Task] = []
         self.app = self._build_app()
 
@@ -99,9 +108,7 @@ class BatonServer:
             },
             lifespan=self._lifespan,
         )
-        app.state.baton = ApiContext(
-            self.settings, self.dataplane, self.manager, self.metrics, self.events, self.sources
-        )
+        app.state.baton = self.context
         return app
 
     async def _error_response(self, request: Request, exc: Exception) -> Response:
@@ -127,8 +134,13 @@ class BatonServer:
             await self.stop()
 
     async def start(self) -> None:
-        """Start the reconcile loop and the sources (the HTTP side is started by :meth:`serve`)."""
+        """Start the reconcile loop, the sources and gRPC (HTTP is started by :meth:`serve`)."""
         self.manager.start()
+        if self.settings.grpc_port:
+            self._grpc = await start_grpc_server(
+                self.context, self.settings.host, self.settings.grpc_port
+            )
+            log.info("gRPC serving on %s:%d", self.settings.host, self.settings.grpc_port)
         loop = asyncio.get_running_loop()
         for source in self.sources:
             self._source_tasks.append(
@@ -137,6 +149,9 @@ class BatonServer:
 
     async def stop(self) -> None:
         self.dataplane.shutting_down = True
+        if self._grpc is not None:
+            # stop accepting RPCs; those in flight get up to the shutdown timeout to finish
+            await self._grpc.stop(grace=self.settings.shutdown_timeout)
         for task in self._source_tasks:
             task.cancel()
         await asyncio.gather(*self._source_tasks, return_exceptions=True)

@@ -112,6 +112,7 @@ class ServerSettings(BaseSettings):
     repository: Path | None = None
     host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
+    grpc_port: int = Field(default=8001, ge=0, le=65535, description="0 = no gRPC")
     poll_interval: float = Field(default=1.0, gt=0)
     poll_jitter: float = Field(default=0.1, ge=0, le=1, description="fraction of the interval")
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)

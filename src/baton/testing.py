@@ -32,6 +32,7 @@ def free_port() -> int:
 class ServerProcess:
     url: str
     port: int
+    grpc_port: int
     process: subprocess.Popen
     log: Path
     repository: Path
@@ -48,10 +49,11 @@ class ServerProcess:
         wait_ready: bool = True,
         timeout: float = 60,
     ) -> ServerProcess:
-        port = free_port()
+        port, grpc_port = free_port(), free_port()
         command = [
             sys.executable, "-m", "baton.cli", "serve", "--repository", str(repository),
-            "--http-port", str(port), "--poll-interval", str(poll_interval),
+            "--http-port", str(port), "--grpc-port", str(grpc_port),
+            "--poll-interval", str(poll_interval),
             "--log-level", log_level,
         ]  # fmt: skip
         process = subprocess.Popen(
@@ -60,7 +62,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
-        server = cls(f"http://127.0.0.1:{port}", port, process, log, repository)
+        server = cls(f"http://127.0.0.1:{port}", port, grpc_port, process, log, repository)
         if wait_ready:
             server.wait_ready(timeout)
         return server
@@ -68,6 +70,10 @@ class ServerProcess:
     @property
     def hostport(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def grpc_hostport(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
 
     def wait_ready(self, timeout: float = 60) -> None:
         """Wait for ``/v2/health/ready``; raise with the server's log if it never comes."""

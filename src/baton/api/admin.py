@@ -156,7 +156,7 @@ async def rescan(request: Request) -> Response:
       200: {description: "{models}"}
     """
     ctx = context(request)
-    await ctx.refresh_sources()
+    await ctx.repository.refresh()
     return json_response({"models": sorted(ctx.manager.models())})
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from starlette.requests import Request
 
@@ -11,8 +10,8 @@ from baton.dataplane import DataPlane
 from baton.events import EventBus
 from baton.manager import Manager
 from baton.metrics import Metrics
+from baton.repository import Repository
 from baton.settings import ServerSettings
-from baton.sources.base import Source
 
 __all__ = ["ApiContext", "context"]
 
@@ -24,11 +23,7 @@ class ApiContext:
     manager: Manager
     metrics: Metrics
     events: EventBus
-    sources: list[Source] = field(default_factory=list)
-
-    async def refresh_sources(self) -> None:
-        """Make every source look now, and wait until each has published what it saw."""
-        await asyncio.gather(*(s.refresh() for s in self.sources))
+    repository: Repository
 
 
 def context(request: Request) -> ApiContext:

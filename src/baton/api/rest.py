@@ -7,6 +7,8 @@ answered as ``{"error": "..."}`` with the status the error class carries (see
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,8 +16,7 @@ from starlette.routing import Route
 
 from baton.api.context import context
 from baton.api.http_codec import HEADER_LENGTH, decompress, encode_response, parse_request
-from baton.errors import InvalidRequest, NotFound, PayloadTooLarge, Unavailable
-from baton.lifecycle import VersionState
+from baton.errors import InvalidRequest, PayloadTooLarge
 
 __all__ = ["json_body", "json_response", "read_body", "routes"]
 
@@ -97,49 +98,21 @@ async def infer(request: Request) -> Response:
 
 async def repository_index(request: Request) -> Response:
     doc = await json_body(request)
-    only_ready = doc.get("ready") is True
-    rows = []
-    for name, record in sorted(context(request).manager.models().items()):
-        versions = sorted(set(record.available) | set(record.versions))
-        for v in versions:
-            r = record.versions.get(v)
-            state = r.state.value if r and r.state else "UNAVAILABLE"
-            if only_ready and state != VersionState.SERVING:
-                continue
-            row = {"name": name, "version": str(v), "state": state}
-            if r and r.message:
-                row["reason"] = r.message
-            rows.append(row)
-    return json_response(rows)
+    rows = context(request).repository.index(ready_only=doc.get("ready") is True)
+    return json_response(
+        [{k: v for k, v in asdict(row).items() if v or k != "reason"} for row in rows]
+    )
 
 
 async def repository_load(request: Request) -> Response:
-    """Enable a model (if it was unloaded), rescan, and answer once it has settled."""
-    ctx, name = context(request), request.path_params["model"]
     await json_body(request)
-    await ctx.refresh_sources()
-    record = ctx.manager.models().get(name)
-    if record is None:
-        raise NotFound(f"model '{name}' is not in the model repository")
-    ctx.manager.set_enabled(name, True)
-    settled = await ctx.manager.wait_until(record.settled, timeout=300)
-    if record.default_version() is None:
-        failed = [
-            f"version {v}: {r.message}"
-            for v, r in sorted(record.versions.items())
-            if r.state is VersionState.FAILED
-        ]
-        detail = "; ".join(failed) or ("still loading" if not settled else "no complete version")
-        raise Unavailable(f"failed to load '{name}': {detail}")
+    await context(request).repository.load(request.path_params["model"])
     return json_response({})
 
 
 async def repository_unload(request: Request) -> Response:
-    ctx, name = context(request), request.path_params["model"]
     await json_body(request)
-    record = ctx.manager.model(name)
-    ctx.manager.set_enabled(name, False)
-    await ctx.manager.wait_until(record.settled, timeout=record.settings.drain_timeout + 30)
+    await context(request).repository.unload(request.path_params["model"])
     return json_response({})
 
 

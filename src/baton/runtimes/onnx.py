@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from baton.errors import VersionFailed
+from baton.errors import InvalidRequest, VersionFailed
 from baton.runtimes.base import Runtime
 from baton.settings import ModelSettings
 from baton.types import Signature, TensorSpec
@@ -119,23 +119,25 @@ class OnnxRuntime(Runtime):
 
 
 def _to_ort(array: np.ndarray) -> np.ndarray:
-    # ORT takes string tensors as object arrays of str; v2 BYTES arrive as bytes.
-    if array.dtype == object:
-        return (
-            np.vectorize(
-                lambda b: b.decode("utf-8", "surrogateescape") if isinstance(b, bytes) else str(b),
-                otypes=[object],
-            )(array)
-            if array.size
-            else array
-        )
-    return array
+    """ORT string tensors hold UTF-8 text as ``str``; v2 BYTES arrive as ``bytes``."""
+    if array.dtype != object or not array.size:
+        return array
+    flat = array.reshape(-1)
+    text = np.empty(flat.size, dtype=object)
+    for i, item in enumerate(flat):
+        try:
+            text[i] = item.decode("utf-8") if isinstance(item, bytes) else str(item)
+        except UnicodeDecodeError:
+            raise InvalidRequest(
+                f"element {i} is not UTF-8; ONNX Runtime string tensors hold UTF-8 text"
+            ) from None
+    return text.reshape(array.shape)
 
 
 def _from_ort(value: np.ndarray, is_bytes: bool) -> np.ndarray:
-    if is_bytes and value.size:
-        return np.vectorize(
-            lambda s: s.encode("utf-8", "surrogateescape") if isinstance(s, str) else s,
-            otypes=[object],
-        )(value)
-    return value
+    if not (is_bytes and value.size):
+        return value
+    flat = value.reshape(-1)
+    out = np.empty(flat.size, dtype=object)
+    out[:] = [s.encode("utf-8") if isinstance(s, str) else s for s in flat]
+    return out.reshape(value.shape)
