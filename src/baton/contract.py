@@ -14,7 +14,7 @@ from baton.errors import InvalidRequest
 from baton.settings import TensorOverride
 from baton.types import Signature, TensorSpec
 
-__all__ = ["apply_overrides", "check_inputs", "incompatibilities"]
+__all__ = ["apply_overrides", "batching_obstacle", "check_inputs", "incompatibilities"]
 
 
 def _dims_accept(declared: tuple[int, ...], actual: tuple[int, ...]) -> bool:
@@ -101,3 +101,12 @@ def check_inputs(
     if len(inputs) != len(specs):
         missing = sorted(specs.keys() - inputs.keys())
         raise InvalidRequest(f"missing input(s) {missing}")
+
+
+def batching_obstacle(signature: Signature) -> str | None:
+    """Why requests to this signature cannot be batched on their first dimension, or ``None``."""
+    for kind, specs in (("input", signature.inputs), ("output", signature.outputs)):
+        for t in specs:
+            if not t.shape or t.shape[0] != -1:
+                return f"{kind} '{t.name}' has shape {list(t.shape)}: no dynamic first dimension"
+    return None

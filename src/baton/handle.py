@@ -22,6 +22,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from baton.batching import Batcher
 from baton.runtimes.base import Runtime
 from baton.types import Signature, TensorSpec
 
@@ -39,6 +40,7 @@ class VersionHandle:
         "_closed",
         "_executor",
         "_idle",
+        "batcher",
         "inflight",
         "input_specs",
         "model",
@@ -56,6 +58,7 @@ class VersionHandle:
         runtime: Runtime,
         signature: Signature,
         executor: Executor | None = None,
+        batcher: Batcher | None = None,
     ) -> None:
         self.model = model
         self.version = version
@@ -66,6 +69,7 @@ class VersionHandle:
         self.output_datatypes: dict[str, str] = {t.name: t.datatype for t in signature.outputs}
         self.inflight = 0
         self._executor = executor
+        self.batcher = batcher
         self._idle: asyncio.Event | None = None
         self._closed = False
 
@@ -92,7 +96,10 @@ class VersionHandle:
     async def predict(
         self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:
-        """Run the runtime off the event loop. Call only while holding a lease."""
+        """Run the runtime off the event loop (through the batcher, if the version has one).
+        Call only while holding a lease."""
+        if self.batcher is not None:
+            return await self.batcher.submit(inputs, outputs)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.runtime.predict, inputs, outputs)
 

@@ -28,7 +28,8 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 
 from baton import policy
 from baton.artifacts.verify import verify_version
-from baton.contract import apply_overrides, incompatibilities
+from baton.batching import Batcher
+from baton.contract import apply_overrides, batching_obstacle, incompatibilities
 from baton.errors import Conflict, NotFound, VersionFailed
 from baton.events import EventBus
 from baton.handle import VersionHandle
@@ -63,6 +64,7 @@ class Manager:
         runtime_factory: RuntimeFactory = _default_factory,
         verifier: Callable[[VersionFiles], None] = verify_version,
         infer_executor: Executor | None = None,
+        batch_observer: Callable[[str, int, int], None] | None = None,
     ) -> None:
         self.events = events
         self.serving_map: ServingMap = ServingMap.empty()
@@ -73,6 +75,7 @@ class Manager:
         self._factory = runtime_factory
         self._verify = verifier
         self._infer_executor = infer_executor
+        self._batch_observer = batch_observer
         self._load_executor = ThreadPoolExecutor(1, thread_name_prefix="baton-load")
         self._drains: set[asyncio.Task] = set()
         self._synced = asyncio.Event()
@@ -325,7 +328,10 @@ class Manager:
                 self._load_executor, run_warmup, runtime, signature, files.path, m.settings.warmup
             )
             r.signature, r.platform = signature, runtime.platform
-            r.handle = VersionHandle(m.name, version, runtime, signature, self._infer_executor)
+            r.handle = VersionHandle(
+                m.name, version, runtime, signature, self._infer_executor,
+                self._batcher(m, version, runtime, signature),
+            )  # fmt: skip
             self._set_state(m, r, S.READY, warmup_seconds=time.perf_counter() - started)
         except Exception as exc:
             failure = (
@@ -338,6 +344,26 @@ class Manager:
             r.handle = None
             log.warning("%s version %d FAILED (%s): %s", m.name, version, failure.reason, failure)
             self._set_state(m, r, S.FAILED, failure.reason, str(failure))
+
+    def _batcher(
+        self, m: ModelRecord, version: int, runtime: Runtime, signature: Signature
+    ) -> Batcher | None:
+        cfg = m.settings
+        if cfg.max_batch_size <= 1:
+            return None
+        obstacle = batching_obstacle(signature)
+        if obstacle is not None:
+            self.events.publish("batching_disabled", m.name, version=version, message=obstacle)
+            return None
+        observer = self._batch_observer
+        return Batcher(
+            runtime.predict,
+            self._infer_executor,
+            max_batch_size=cfg.max_batch_size,
+            max_delay=cfg.max_queue_delay_ms / 1000,
+            preferred_batch_sizes=cfg.preferred_batch_sizes,
+            on_batch=(lambda rows: observer(m.name, version, rows)) if observer else None,
+        )
 
     def _check_contract(self, m: ModelRecord, signature: Signature) -> None:
         current = m.default_version()

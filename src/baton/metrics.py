@@ -111,6 +111,13 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.batch_size = Histogram(
+            "baton_batch_size",
+            "Rows per backend call when batching",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
         self._children: dict[tuple[str, int], tuple] = {}
         self._unloaded: dict[str, deque[int]] = {}
 
@@ -128,6 +135,9 @@ class Metrics:
                 self.inflight.labels(model, v),
             )
         return children
+
+    def observe_batch(self, model: str, version: int, rows: int) -> None:
+        self.batch_size.labels(model).observe(rows)
 
     # ---- event subscriber ---------------------------------------------------------------
     def on_event(self, event: Event) -> None:

@@ -79,7 +79,12 @@ class BatonServer:
         threads = settings.infer_threads or os.cpu_count() or 2
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="baton-infer")
         extra = {"runtime_factory": runtime_factory} if runtime_factory else {}
-        self.manager = Manager(self.events, infer_executor=self.executor, **extra)
+        self.manager = Manager(
+            self.events,
+            infer_executor=self.executor,
+            batch_observer=self.metrics.observe_batch,
+            **extra,
+        )
         self.dataplane = DataPlane(self.manager, self.metrics)
         if sources is None:
             sources = []

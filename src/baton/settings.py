@@ -8,6 +8,9 @@ Server settings come from, in rising priority: defaults, ``BATON_*`` environment
     drain_timeout: 30                  # seconds to wait for in-flight requests before unload
     allow_breaking_change: false       # accept a version whose signature is incompatible
     warmup: {iterations: 1}            # runs of each warm-up request before READY
+    max_batch_size: 32                 # dynamic batching (0/1 = off); inputs need a -1 first dim
+    max_queue_delay_ms: 2              # the longest a request waits for others to join it
+    preferred_batch_sizes: [8, 16]     # dispatch at once when a queue reaches one of these
     inputs: [{name: x, shape: [-1, 4]}]  # overrides of the model's own signature
     onnx: {intra_op_num_threads: 1}
 """
@@ -91,6 +94,9 @@ class ModelSettings(_Strict):
     allow_breaking_change: bool = False
     backend: Literal["onnx"] | None = None
     warmup: WarmupSettings = WarmupSettings()
+    max_batch_size: int = Field(default=0, ge=0, description="0 or 1 = no dynamic batching")
+    max_queue_delay_ms: float = Field(default=2.0, ge=0, le=60_000)
+    preferred_batch_sizes: tuple[int, ...] = ()
     inputs: tuple[TensorOverride, ...] = ()
     outputs: tuple[TensorOverride, ...] = ()
     onnx: OnnxSettings = OnnxSettings()

@@ -319,3 +319,46 @@ async def test_unloaded_versions_whose_files_are_gone_are_forgotten(h):
     await h.settle()
     assert set(h.manager.model("m").versions) == {2, 3}
     assert h.manager.model("m").history == [1, 2, 3]
+
+
+async def test_batching_never_mixes_versions_and_a_swap_loses_no_queued_request(h):
+    """Requests queued in version 1's batcher when version 2 takes over are answered by
+    version 1 (their lease holds the drain); new requests go to version 2's own batcher."""
+    h.offer(max_batch_size=16, max_queue_delay_ms=300)
+    h.add(1)
+    await h.settle()
+    old = h.manager.serving_map.get("m").versions[1]
+    assert old.batcher is not None
+
+    async def request(handle, value):
+        with handle.lease():
+            out = await handle.predict({"x": np.full((1, 4), value, np.float32)})
+        return handle.version, float(out["y"][0, 0]) - value
+
+    queued = [asyncio.create_task(request(old, i)) for i in range(5)]
+    await asyncio.sleep(0.05)
+    assert old.inflight == 5
+    h.add(2)
+    while await h.manager.tick():
+        pass
+    assert h.state(1) is S.DRAINING
+    new = h.manager.serving_map.get("m").versions[2]
+    fresh = [asyncio.create_task(request(new, i)) for i in range(3)]
+    assert [await t for t in queued] == [(1, 1.0)] * 5
+    assert [await t for t in fresh] == [(2, 2.0)] * 3
+    await h.manager.wait_drained()
+    assert h.state(1) is S.UNLOADED
+    assert h.runtimes[1].calls == 1 + 1  # warm-up + one batch of five
+    assert h.runtimes[2].calls == 1 + 1
+
+
+async def test_batching_is_disabled_with_a_reason_for_fixed_batch_dimensions(h):
+    h.offer(max_batch_size=8)
+    h.add(
+        1,
+        signature=Signature((TensorSpec("x", "FP32", (1, 4)),), (TensorSpec("y", "FP32", (1, 4)),)),
+    )
+    await h.settle()
+    assert h.manager.serving_map.get("m").versions[1].batcher is None
+    event = next(e for e in h.events.recent() if e.kind == "batching_disabled")
+    assert "no dynamic first dimension" in event.message
