@@ -43,6 +43,7 @@ class Process:
     url: str
     process: subprocess.Popen
     log: Path
+    grpc: str | None = None  # host:port of its gRPC endpoint, if any
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -78,6 +79,20 @@ def start_baton(repository: Path, workdir: Path, poll_interval: float = 0.25) ->
         log_level="warning",
         timeout=120,
     )
+
+
+def start_bare(model_file: Path, workdir: Path) -> Process:
+    """bench/bare_server.py: the no-swap-machinery floor."""
+    port = free_port()
+    log = workdir / "bare.log"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "bare_server.py"), str(model_file), str(port)],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    proc = Process("bare", f"http://127.0.0.1:{port}", process, log)
+    wait_ready(proc, "/v2/health/ready")
+    return proc
 
 
 def ensure_mlserver() -> Path:
@@ -126,7 +141,7 @@ def start_mlserver(root: Path, workdir: Path, model: str) -> Process:
     process = subprocess.Popen(
         [str(binary), "start", str(root)], stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=root
     )
-    proc = Process("mlserver", f"http://127.0.0.1:{port}", process, log)
+    proc = Process("mlserver", f"http://127.0.0.1:{port}", process, log, f"127.0.0.1:{grpc_port}")
     wait_ready(proc, f"/v2/models/{model}/ready")
     return proc
 

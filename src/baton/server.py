@@ -27,6 +27,7 @@ from starlette.responses import Response
 
 from baton.api import admin, rest
 from baton.api.context import ApiContext
+from baton.api.fast_infer import FastInferPath
 from baton.api.v2grpc import start_grpc_server
 from baton.dataplane import DataPlane
 from baton.errors import BatonError
@@ -101,7 +102,7 @@ class BatonServer:
         )
         self._grpc: grpc.aio.Server | None = None
         self._source_tasks: list[asyncio.Task] = []
-        self.app = self._build_app()
+        self.app = FastInferPath(self._build_app(), self.context)
 
     def _build_app(self) -> Starlette:
         app = Starlette(

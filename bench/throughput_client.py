@@ -1,0 +1,107 @@
+"""Closed-loop load with a pre-encoded request, over HTTP (aiohttp) or gRPC (grpc.aio), kept as
+light as possible so the client spends little of the machine. Prints a JSON summary:
+requests, errors, seconds, latencies' p50/p99 in ms.
+
+    python bench/throughput_client.py --target http://127.0.0.1:8000 --protocol http \\
+        --model m --concurrency 16 --duration 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+import numpy as np
+
+
+def http_body(width: int) -> bytes:
+    x = np.linspace(-1, 1, width, dtype=np.float32)
+    return json.dumps(
+        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, width], "data": x.tolist()}]}
+    ).encode()
+
+
+def grpc_body(model: str, width: int) -> bytes:
+    from tritonclient.grpc import service_pb2
+
+    x = np.linspace(-1, 1, width, dtype=np.float32)
+    request = service_pb2.ModelInferRequest(model_name=model)
+    request.inputs.add(name="x", datatype="FP32", shape=[1, width])
+    request.raw_input_contents.append(x.tobytes())
+    return request.SerializeToString()
+
+
+async def run_http(args, deadline: float, latencies: list, errors: list) -> None:
+    import aiohttp
+
+    url = f"{args.target}/v2/models/{args.model}/infer"
+    body = http_body(args.width)
+    headers = {"content-type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=args.concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                async with session.post(url, data=body, headers=headers) as r:
+                    await r.read()
+                    ok = r.status == 200
+                (latencies if ok else errors).append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+
+
+async def run_grpc(args, deadline: float, latencies: list, errors: list) -> None:
+    import grpc
+
+    body = grpc_body(args.model, args.width)
+    async with grpc.aio.insecure_channel(args.target) as channel:
+        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                try:
+                    await call(body)
+                    latencies.append(time.perf_counter() - t0)
+                except grpc.aio.AioRpcError:
+                    errors.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+
+
+async def main(args) -> None:
+    latencies: list[float] = []
+    errors: list[float] = []
+    warm_until = time.perf_counter() + args.warmup
+    runner = run_http if args.protocol == "http" else run_grpc
+    await runner(args, warm_until, [], [])
+    start = time.perf_counter()
+    await runner(args, start + args.duration, latencies, errors)
+    elapsed = time.perf_counter() - start
+    lat = np.asarray(latencies) * 1000
+    print(
+        json.dumps(
+            {
+                "requests": len(latencies),
+                "errors": len(errors),
+                "seconds": elapsed,
+                "p50": float(np.percentile(lat, 50)) if lat.size else None,
+                "p99": float(np.percentile(lat, 99)) if lat.size else None,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--protocol", choices=["http", "grpc"], required=True)
+    parser.add_argument("--model", default="m")
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=1)
+    asyncio.run(main(parser.parse_args()))
