@@ -14,7 +14,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["affine_model", "identity_model", "slow_model", "write_demo_repository", "write_version"]
+__all__ = [
+    "affine_model",
+    "identity_model",
+    "mlp_model",
+    "slow_model",
+    "write_demo_repository",
+    "write_version",
+]
 
 OPSET = 17
 
@@ -79,6 +86,34 @@ def identity_model(datatypes: dict[str, int]) -> onnx.ModelProto:
         inputs.append(helper.make_tensor_value_info(f"in_{name}", dtype, ["n"]))
         outputs.append(helper.make_tensor_value_info(f"out_{name}", dtype, ["n"]))
     graph = helper.make_graph(nodes, "identity", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model
+
+
+def mlp_model(width: int = 1024, layers: int = 4, seed: int = 0) -> onnx.ModelProto:
+    """A compute-heavy model: ``layers`` x (``width``² MatMul + bias + Relu) on
+    ``x: FP32[-1, width]`` → ``y: FP32[-1, width]`` (for batching benchmarks)."""
+    rng = np.random.default_rng(seed)
+    inits, nodes, current = [], [], "x"
+    for i in range(layers):
+        w = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
+        inits += [
+            numpy_helper.from_array(w, f"w{i}"),
+            numpy_helper.from_array(np.zeros(width, np.float32), f"b{i}"),
+        ]
+        nodes += [
+            helper.make_node("MatMul", [current, f"w{i}"], [f"mm{i}"]),
+            helper.make_node("Add", [f"mm{i}", f"b{i}"], [f"pre{i}"]),
+            helper.make_node("Relu", [f"pre{i}"], ["y" if i == layers - 1 else f"h{i}"]),
+        ]
+        current = f"h{i}"
+    graph = helper.make_graph(
+        nodes, "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+        inits,
+    )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
     return model
