@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO   := demo-repository
 PORT   ?= 8000
 
-.PHONY: setup run test lint format proto bench-swap bench-memory clean
+.PHONY: setup run test lint format proto bench-swap bench-memory bench-throughput bench-batching bench-profile clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,11 +34,25 @@ proto: setup
 test: setup lint
 	$(BIN)/pytest
 
-bench-swap: setup
+BENCH := $(VENV)/.bench-installed
+$(BENCH): $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,bench]'
+	touch $@
+
+bench-swap: $(BENCH)
 	$(BIN)/python bench/swap_under_load.py
 
-bench-memory: setup
+bench-memory: $(BENCH)
 	$(BIN)/python bench/swap_memory.py
+
+bench-throughput: $(BENCH)
+	$(BIN)/python bench/throughput.py
+
+bench-batching: $(BENCH)
+	$(BIN)/python bench/batching.py
+
+bench-profile: $(BENCH)
+	$(BIN)/python bench/profile_hot_path.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache src/*.egg-info

@@ -179,8 +179,9 @@ class Manager:
             self._wake.clear()
             while await self.tick():
                 pass
-            if self._offers:
+            if self._offers and not self._synced.is_set():
                 self._synced.set()
+                self._notify()
             await self._wake.wait()
 
     def start(self) -> None:

@@ -33,6 +33,7 @@ from baton.dataplane import DataPlane
 from baton.errors import BatonError
 from baton.events import Event, EventBus
 from baton.manager import Manager, RuntimeFactory
+from baton.memory import tune_gc_for_serving
 from baton.metrics import Metrics
 from baton.repository import Repository
 from baton.settings import ServerSettings
@@ -148,10 +149,15 @@ class BatonServer:
             )
             log.info("gRPC serving on %s:%d", self.settings.host, self.settings.grpc_port)
         loop = asyncio.get_running_loop()
+        self._source_tasks.append(loop.create_task(self._tune_gc_once_synced()))
         for source in self.sources:
             self._source_tasks.append(
                 loop.create_task(source.run(self.manager.publish), name=f"source {source.name}")
             )
+
+    async def _tune_gc_once_synced(self) -> None:
+        await self.manager.wait_until(lambda: self.manager.synced, timeout=float("inf"))
+        tune_gc_for_serving()
 
     async def stop(self) -> None:
         self.dataplane.shutting_down = True

@@ -362,3 +362,12 @@ async def test_batching_is_disabled_with_a_reason_for_fixed_batch_dimensions(h):
     assert h.manager.serving_map.get("m").versions[1].batcher is None
     event = next(e for e in h.events.recent() if e.kind == "batching_disabled")
     assert "no dynamic first dimension" in event.message
+
+
+async def test_waiting_for_the_first_sync_wakes_up(h):
+    h.add(1)
+    h.manager.start()
+    try:
+        assert await h.manager.wait_until(lambda: h.manager.synced, timeout=5)
+    finally:
+        await h.manager.stop()
