@@ -16,11 +16,23 @@ import time
 import numpy as np
 
 
-def http_body(width: int) -> bytes:
+def http_request(width: int, binary: bool) -> tuple[bytes, dict[str, str]]:
+    """Body and headers: JSON tensors, or the binary tensor extension both ways."""
     x = np.linspace(-1, 1, width, dtype=np.float32)
-    return json.dumps(
-        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, width], "data": x.tolist()}]}
+    tensor = {"name": "x", "datatype": "FP32", "shape": [1, width]}
+    if not binary:
+        body = json.dumps({"inputs": [{**tensor, "data": x.tolist()}]}).encode()
+        return body, {"content-type": "application/json"}
+    header = json.dumps(
+        {
+            "inputs": [{**tensor, "parameters": {"binary_data_size": x.nbytes}}],
+            "parameters": {"binary_data_output": True},
+        }
     ).encode()
+    return header + x.tobytes(), {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    }
 
 
 def grpc_body(model: str, width: int) -> bytes:
@@ -37,8 +49,7 @@ async def run_http(args, deadline: float, latencies: list, errors: list) -> None
     import aiohttp
 
     url = f"{args.target}/v2/models/{args.model}/infer"
-    body = http_body(args.width)
-    headers = {"content-type": "application/json"}
+    body, headers = http_request(args.width, args.binary)
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
@@ -104,4 +115,5 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=1)
+    parser.add_argument("--binary", action="store_true", help="HTTP binary tensor extension")
     asyncio.run(main(parser.parse_args()))
