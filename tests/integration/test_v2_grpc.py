@@ -16,17 +16,12 @@ from tritonclient.utils import InferenceServerException
 from baton.demo import affine_model, identity_model, write_version
 
 from .conftest import start_server
-from .datatypes import NUMPY, TYPES
+from .protocol_models import NUMPY, TYPES, write_protocol_repository
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("repo")
-    write_version(repo / "affine", 1, affine_model(1.0))
-    write_version(repo / "affine", 2, affine_model(2.0))
-    (repo / "affine" / "model.yaml").write_text("labels: {stable: 1}\n")
-    write_version(repo / "types", 1, identity_model({k: v[0] for k, v in TYPES.items()}))
-    write_version(repo / "spare", 1, affine_model(7.0))
+    repo = write_protocol_repository(tmp_path_factory.mktemp("repo"))
     typed = {datatype: TYPES[datatype][0] for datatype, _, _ in TYPED}
     write_version(repo / "typed", 1, identity_model(typed))  # FP16 has no typed field
     write_version(repo / "text", 1, identity_model({"s": TYPES["BYTES"][0]}))

@@ -12,22 +12,15 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from baton.demo import affine_model, identity_model, write_version
-
 from .conftest import start_server
-from .datatypes import NUMPY, TYPES
+from .protocol_models import NUMPY, TYPES, write_protocol_repository
 
 LIMIT = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("repo")
-    write_version(repo / "affine", 1, affine_model(1.0))
-    write_version(repo / "affine", 2, affine_model(2.0))
-    (repo / "affine" / "model.yaml").write_text("labels: {stable: 1}\n")
-    write_version(repo / "types", 1, identity_model({k: v[0] for k, v in TYPES.items()}))
-    write_version(repo / "spare", 1, affine_model(7.0))
+    repo = write_protocol_repository(tmp_path_factory.mktemp("repo"))
     s = start_server(
         repo, tmp_path_factory.mktemp("logs"), env={"BATON_MAX_REQUEST_BYTES": str(LIMIT)}
     )

@@ -1,7 +1,12 @@
-"""Every v2 datatype with its ONNX and numpy types and sample values, for round-trip tests."""
+"""The model repository the protocol tests (HTTP and gRPC) serve, and every v2 datatype with
+its ONNX and numpy types and sample values for round-trip tests."""
+
+from pathlib import Path
 
 import numpy as np
 from onnx import TensorProto
+
+from baton.demo import affine_model, identity_model, write_version
 
 # v2 datatype -> (ONNX type, sample values)
 TYPES = {
@@ -34,3 +39,14 @@ NUMPY = {
     "FP64": np.float64,
     "BYTES": np.object_,
 }
+
+
+def write_protocol_repository(repo: Path) -> Path:
+    """``affine`` v1 (y = x + 1, labelled ``stable``) and v2 (y = x + 2); ``types`` (identity of
+    every datatype); ``spare`` (y = x + 7, for load/unload)."""
+    write_version(repo / "affine", 1, affine_model(1.0))
+    write_version(repo / "affine", 2, affine_model(2.0))
+    (repo / "affine" / "model.yaml").write_text("labels: {stable: 1}\n")
+    write_version(repo / "types", 1, identity_model({k: v[0] for k, v in TYPES.items()}))
+    write_version(repo / "spare", 1, affine_model(7.0))
+    return repo
