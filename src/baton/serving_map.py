@@ -13,7 +13,17 @@ from types import MappingProxyType
 
 from baton.handle import VersionHandle
 
-__all__ = ["ModelRoute", "ServingMap"]
+__all__ = ["Canary", "ModelRoute", "ServingMap"]
+
+
+@dataclass(frozen=True, slots=True)
+class Canary:
+    """Unversioned traffic split: requests whose point is below ``weight`` go to ``candidate``,
+    the rest to ``stable`` (see :mod:`baton.split`)."""
+
+    stable: int
+    candidate: int
+    weight: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,13 +31,15 @@ class ModelRoute:
     """What one model can route to right now.
 
     ``versions`` holds only SERVING versions; ``default`` is the version an unversioned request
-    gets (``None`` when nothing serves); ``labels`` map names such as ``stable`` to versions.
+    gets (``None`` when nothing serves) unless a ``canary`` splits unversioned traffic;
+    ``labels`` map names such as ``stable`` to versions.
     """
 
     name: str
     versions: Mapping[int, VersionHandle]
     default: int | None
     labels: Mapping[str, int] = field(default_factory=dict)
+    canary: Canary | None = None
 
 
 @dataclass(frozen=True, slots=True)

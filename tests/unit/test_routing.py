@@ -4,7 +4,8 @@ from baton.errors import NotFound, Unavailable
 from baton.handle import VersionHandle
 from baton.routing import choose_handle
 from baton.runtimes.fake import FakeRuntime
-from baton.serving_map import ModelRoute, ServingMap
+from baton.serving_map import Canary, ModelRoute, ServingMap
+from baton.split import WeylSequence
 
 
 def handle(version):
@@ -48,3 +49,34 @@ def test_serving_map_is_immutable():
     with pytest.raises(AttributeError):
         route.default = 2  # type: ignore[misc]
     assert smap.get("nope") is None
+
+
+H3 = handle(3)
+SPLIT = ModelRoute("m", {2: H2, 3: H3}, 2, {"stable": 2}, Canary(stable=2, candidate=3, weight=0.2))
+
+
+@pytest.mark.parametrize(
+    ("requested", "point", "expected"),
+    [
+        (None, 0.0, H3),
+        (None, 0.1999, H3),
+        (None, 0.2, H2),
+        (None, 0.99, H2),
+        ("2", 0.0, H2),  # explicit versions go where they ask
+        ("3", 0.9, H3),
+        ("stable", 0.0, H2),
+    ],
+)
+def test_canary_split(requested, point, expected):
+    assert choose_handle(SPLIT, requested, point) is expected
+
+
+def test_canary_share_is_exact_over_many_requests():
+    seq = WeylSequence()
+    picks = [choose_handle(SPLIT, None, seq.next()).version for _ in range(1000)]
+    assert abs(picks.count(3) - 200) <= 3
+
+
+def test_canary_whose_version_is_gone_falls_back_to_the_default():
+    route = ModelRoute("m", {2: H2}, 2, {}, Canary(stable=2, candidate=3, weight=0.5))
+    assert choose_handle(route, None, 0.0) is H2
