@@ -1,0 +1,106 @@
+"""Metric gates: does the candidate behave like the stable version? Pure functions over windows
+of live statistics for the two versions side by side.
+
+Three gates, each skipped when its threshold is ``None``:
+
+- error rate: the candidate's share of failed requests must not exceed ``max_error_rate``;
+- latency: candidate p99 ÷ stable p99 must not exceed ``max_p99_ratio``;
+- output drift: for classifiers, the total variation distance between the two versions'
+  predicted-class distributions must not exceed ``max_class_drift``; for numeric outputs, the
+  shift of the candidate's mean, in units of the stable version's standard deviation, must not
+  exceed ``max_mean_shift``.
+
+Nothing is judged on fewer than ``min_requests`` requests per version ("insufficient"), except
+that errors fail the candidate early once there are more of them than ``max_error_rate`` would
+allow even at ``min_requests``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["GateConfig", "GateVerdict", "OutputSummary", "WindowStats", "evaluate"]
+
+
+@dataclass(frozen=True, slots=True)
+class GateConfig:
+    max_error_rate: float | None = 0.01
+    max_p99_ratio: float | None = 1.5
+    max_class_drift: float | None = 0.1
+    max_mean_shift: float | None = 0.5
+    min_requests: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSummary:
+    """What a window's outputs looked like: a numeric summary and, for classifiers, how often
+    each class was predicted."""
+
+    mean: float = 0.0
+    std: float = 0.0
+    classes: Mapping[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowStats:
+    requests: int = 0
+    errors: int = 0
+    p99: float | None = None
+    outputs: OutputSummary | None = None
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class GateVerdict:
+    """``failed`` with reasons, ``insufficient`` (not enough data yet), or passed."""
+
+    failed: bool = False
+    insufficient: bool = False
+    reasons: tuple[str, ...] = ()
+    values: Mapping[str, float] = field(default_factory=dict)
+
+    @staticmethod
+    def passed(**values: float) -> GateVerdict:
+        return GateVerdict(values=values)
+
+
+def class_drift(a: Mapping[int, int], b: Mapping[int, int]) -> float:
+    """Total variation distance between two class histograms, in [0, 1]."""
+    ta, tb = sum(a.values()), sum(b.values())
+    if not ta or not tb:
+        return 0.0
+    return 0.5 * sum(abs(a.get(k, 0) / ta - b.get(k, 0) / tb) for k in set(a) | set(b))
+
+
+def evaluate(stable: WindowStats, candidate: WindowStats, cfg: GateConfig) -> GateVerdict:
+    values: dict[str, float] = {"candidate_error_rate": candidate.error_rate}
+    reasons: list[str] = []
+    enough = candidate.requests >= cfg.min_requests and stable.requests >= cfg.min_requests
+    if cfg.max_error_rate is not None:
+        early = candidate.errors > cfg.max_error_rate * cfg.min_requests
+        if (enough or early) and candidate.error_rate > cfg.max_error_rate:
+            reasons.append(
+                f"error rate {candidate.error_rate:.2%} > {cfg.max_error_rate:.2%} "
+                f"({candidate.errors} of {candidate.requests})"
+            )
+    if enough and cfg.max_p99_ratio is not None and candidate.p99 and stable.p99:
+        ratio = values["p99_ratio"] = candidate.p99 / stable.p99
+        if ratio > cfg.max_p99_ratio:
+            reasons.append(f"p99 {ratio:.2f}x the stable version's > {cfg.max_p99_ratio:.2f}x")
+    if enough and candidate.outputs and stable.outputs:
+        s, c = stable.outputs, candidate.outputs
+        if cfg.max_class_drift is not None and s.classes and c.classes:
+            drift = values["class_drift"] = class_drift(s.classes, c.classes)
+            if drift > cfg.max_class_drift:
+                reasons.append(f"predicted classes drifted {drift:.3f} > {cfg.max_class_drift}")
+        elif cfg.max_mean_shift is not None:
+            shift = values["mean_shift"] = abs(c.mean - s.mean) / max(s.std, 1e-12)
+            if shift > cfg.max_mean_shift:
+                reasons.append(f"output mean shifted {shift:.2f} sd > {cfg.max_mean_shift} sd")
+    if reasons:
+        return GateVerdict(failed=True, reasons=tuple(reasons), values=values)
+    return GateVerdict(insufficient=not enough, values=values)
