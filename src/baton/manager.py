@@ -3,7 +3,7 @@
 One :class:`Manager` per server. Sources publish full offers (:meth:`Manager.publish`); each
 :meth:`Manager.tick` applies pending offers and admin overrides, asks
 :func:`baton.policy.next_action` for one step and performs it: load (verify → load → contract
-check → warm-up → READY), serve (make routable), or retire (stop routing, drain in the
+check → warm-up → golden set → READY), serve (make routable), or retire (stop routing, drain in the
 background, unload). Every state change goes through :func:`baton.lifecycle.check_transition`
 and is published on the event bus, in race-free order: SERVING after the version is
 routable, DRAINING before it stops being.
@@ -32,6 +32,7 @@ from baton.batching import Batcher
 from baton.contract import apply_overrides, batching_obstacle, incompatibilities
 from baton.errors import Conflict, NotFound, VersionFailed
 from baton.events import EventBus
+from baton.golden import run_golden
 from baton.handle import VersionHandle
 from baton.lifecycle import VersionState, check_transition
 from baton.memory import release_memory
@@ -327,6 +328,9 @@ class Manager:
             started = time.perf_counter()
             await loop.run_in_executor(
                 self._load_executor, run_warmup, runtime, signature, files.path, m.settings.warmup
+            )
+            await loop.run_in_executor(
+                self._load_executor, run_golden, runtime, files.path, m.settings.golden
             )
             r.signature, r.platform = signature, runtime.platform
             r.handle = VersionHandle(

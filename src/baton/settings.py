@@ -8,6 +8,7 @@ Server settings come from, in rising priority: defaults, ``BATON_*`` environment
     drain_timeout: 30                  # seconds to wait for in-flight requests before unload
     allow_breaking_change: false       # accept a version whose signature is incompatible
     warmup: {iterations: 1}            # runs of each warm-up request before READY
+    golden: {atol: 1e-5, rtol: 1e-4}   # tolerance for <version>/golden/*.json cases
     max_batch_size: 32                 # dynamic batching (0/1 = off); inputs need a -1 first dim
     max_queue_delay_ms: 2              # the longest a request waits for others to join it
     preferred_batch_sizes: [8, 16]     # dispatch at once when a queue reaches one of these
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "GoldenSettings",
     "ModelSettings",
     "OnnxSettings",
     "ServerSettings",
@@ -70,6 +72,13 @@ class WarmupSettings(_Strict):
     iterations: int = Field(default=1, ge=1, le=1000)
 
 
+class GoldenSettings(_Strict):
+    """Default tolerance for ``<version>/golden/`` cases (a case may set its own)."""
+
+    atol: float = Field(default=1e-5, ge=0)
+    rtol: float = Field(default=1e-4, ge=0)
+
+
 class TensorOverride(_Strict):
     """Replace the datatype and/or shape the backend reports for one named tensor."""
 
@@ -94,6 +103,7 @@ class ModelSettings(_Strict):
     allow_breaking_change: bool = False
     backend: Literal["onnx"] | None = None
     warmup: WarmupSettings = WarmupSettings()
+    golden: GoldenSettings = GoldenSettings()
     max_batch_size: int = Field(default=0, ge=0, description="0 or 1 = no dynamic batching")
     max_queue_delay_ms: float = Field(default=2.0, ge=0, le=60_000)
     preferred_batch_sizes: tuple[int, ...] = ()

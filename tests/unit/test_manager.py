@@ -371,3 +371,21 @@ async def test_waiting_for_the_first_sync_wakes_up(h):
         assert await h.manager.wait_until(lambda: h.manager.synced, timeout=5)
     finally:
         await h.manager.stop()
+
+
+async def test_golden_mismatch_fails_the_version_and_the_old_one_keeps_serving(h):
+    h.add(1)
+    await h.settle()
+    h.add(2)  # computes y = x + 2 ...
+    golden = h.versions[2].path / "golden"
+    golden.mkdir()
+    (golden / "case.json").write_text(
+        '{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [0, 0, 0, 0]}],'
+        ' "outputs": [{"name": "y", "datatype": "FP32", "shape": [1, 4], "data": [1, 1, 1, 1]}]}'
+    )  # ... but its golden set expects x + 1
+    h.versions[2] = VersionFiles(h.versions[2].path, fingerprint(h.versions[2].path))
+    h.offer()
+    await h.settle()
+    record = h.manager.model("m").versions[2]
+    assert record.state is S.FAILED and record.reason == "golden_mismatch"
+    assert h.default() == 1 and await h.infer() == (1, 1.0)

@@ -111,7 +111,12 @@ OK = WindowStats(
             "predicted classes drifted 0.200",
         ),
         (WindowStats(1000, 0, 0.01, OutputSummary(1.0, 0.2, {0: 550, 1: 450})), False, False, None),
-        (WindowStats(1000, 0, 0.01, OutputSummary(1.3, 0.2)), True, False, "output mean shifted 1.50"),
+        (
+            WindowStats(1000, 0, 0.01, OutputSummary(1.3, 0.2)),
+            True,
+            False,
+            "output mean shifted 1.50",
+        ),
         (WindowStats(1000, 0, 0.01, OutputSummary(1.05, 0.2)), False, False, None),
     ],
 )
