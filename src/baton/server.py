@@ -29,6 +29,7 @@ from baton.api import admin, rest
 from baton.api.context import ApiContext
 from baton.api.fast_infer import FastInferPath
 from baton.api.v2grpc import start_grpc_server
+from baton.audit import AuditLog
 from baton.dataplane import DataPlane
 from baton.errors import BatonError
 from baton.events import Event, EventBus
@@ -78,6 +79,9 @@ class BatonServer:
         self.metrics = Metrics()
         self.events.subscribe(self.metrics.on_event)
         self.events.subscribe(_log_event)
+        self.audit = self._open_audit_log(settings)
+        if self.audit is not None:
+            self.events.subscribe(self.audit.on_event)
         threads = settings.infer_threads or os.cpu_count() or 2
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="baton-infer")
         extra = {"runtime_factory": runtime_factory} if runtime_factory else {}
@@ -99,11 +103,30 @@ class BatonServer:
         self.sources = sources
         self.repository = Repository(self.manager, sources)
         self.context = ApiContext(
-            settings, self.dataplane, self.manager, self.metrics, self.events, self.repository
+            settings,
+            self.dataplane,
+            self.manager,
+            self.metrics,
+            self.events,
+            self.repository,
+            self.audit.path if self.audit else None,
         )
         self._grpc: grpc.aio.Server | None = None
         self._source_tasks: list[asyncio.Task] = []
         self.app = FastInferPath(self._build_app(), self.context)
+
+    @staticmethod
+    def _open_audit_log(settings: ServerSettings) -> AuditLog | None:
+        path = settings.audit_log
+        if path is None and settings.repository is not None:
+            path = settings.repository / ".baton" / "audit.jsonl"
+        if path is None:
+            return None
+        try:
+            return AuditLog(path, fsync=settings.audit_fsync)
+        except OSError as exc:
+            log.warning("no audit log: cannot write %s (%s)", path, exc)
+            return None
 
     def _build_app(self) -> Starlette:
         app = Starlette(
@@ -170,6 +193,8 @@ class BatonServer:
         await self.manager.stop()
         self.executor.shutdown(wait=True)
         log.info("baton stopped")
+        if self.audit is not None:
+            self.audit.close()
 
     async def serve(self) -> None:
         """Serve HTTP until SIGTERM/SIGINT, then shut down gracefully."""

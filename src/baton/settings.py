@@ -134,5 +134,9 @@ class ServerSettings(BaseSettings):
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     infer_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
     shutdown_timeout: float = Field(default=30.0, ge=0)
+    audit_log: Path | None = Field(
+        default=None, description="JSON-lines audit log; default <repository>/.baton/audit.jsonl"
+    )
+    audit_fsync: bool = False
     log_level: str = "info"
     access_log: bool = False

@@ -16,7 +16,8 @@ def start_server(repository: Path, log_dir: Path, **kwargs) -> ServerProcess:
 
 @pytest.fixture
 def server_factory(tmp_path):
-    """Call with a repository path; every server started is stopped, and must exit 0."""
+    """Call with a repository path; every server still running at the end is stopped with
+    SIGTERM and must exit 0."""
     started: list[ServerProcess] = []
 
     def factory(repository: Path, **kwargs) -> ServerProcess:
@@ -26,6 +27,8 @@ def server_factory(tmp_path):
 
     yield factory
     for server in started:
+        if server.process.poll() is not None:
+            continue  # the test ended this one itself (e.g. with kill -9)
         code = server.stop()
         assert code == 0, f"server exited with {code}:\n{server.output()[-3000:]}"
 

@@ -13,7 +13,8 @@ from starlette.schemas import SchemaGenerator
 from baton import __version__
 from baton.api.context import context
 from baton.api.rest import json_body, json_response
-from baton.errors import InvalidRequest
+from baton.audit import read_audit_log
+from baton.errors import InvalidRequest, NotFound
 from baton.records import ModelRecord
 
 __all__ = ["model_view", "routes"]
@@ -149,6 +150,26 @@ async def events(request: Request) -> Response:
     return json_response([e.to_json() for e in recent])
 
 
+async def audit(request: Request) -> Response:
+    """
+    summary: The persistent audit log (survives restarts), oldest first.
+    parameters:
+      - {name: limit, in: query, schema: {type: integer, default: 100}}
+    responses:
+      200: {description: "{entries, torn_lines, path}"}
+      404: {description: the server keeps no audit log}
+    """
+    ctx = context(request)
+    if ctx.audit_path is None:
+        raise NotFound("this server keeps no audit log")
+    try:
+        limit = int(request.query_params.get("limit", "100"))
+    except ValueError:
+        raise InvalidRequest("limit must be an integer") from None
+    entries, torn = read_audit_log(ctx.audit_path, limit)
+    return json_response({"entries": entries, "torn_lines": torn, "path": str(ctx.audit_path)})
+
+
 async def rescan(request: Request) -> Response:
     """
     summary: Look at every source now instead of at the next poll.
@@ -186,6 +207,7 @@ routes = [
     Route("/admin/models/{model}/rollback", rollback, methods=["POST"]),
     Route("/admin/models/{model}/labels/{label}", set_label, methods=["PUT"]),
     Route("/admin/events", events),
+    Route("/admin/audit", audit),
     Route("/admin/repository/rescan", rescan, methods=["POST"]),
     Route("/admin/openapi.json", openapi),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from starlette.requests import Request
 
@@ -24,6 +25,7 @@ class ApiContext:
     metrics: Metrics
     events: EventBus
     repository: Repository
+    audit_path: Path | None = None
 
 
 def context(request: Request) -> ApiContext:
