@@ -24,37 +24,27 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 
 from baton import policy
 from baton.artifacts.verify import verify_version
-from baton.batching import Batcher
-from baton.contract import apply_overrides, batching_obstacle, incompatibilities
 from baton.errors import Conflict, NotFound, VersionFailed
 from baton.events import EventBus
-from baton.golden import run_golden
-from baton.handle import VersionHandle
 from baton.lifecycle import VersionState, check_transition
+from baton.loader import Loader, RuntimeFactory
 from baton.memory import release_memory
-from baton.records import ModelRecord, VersionRecord
-from baton.runtimes.base import Runtime
-from baton.runtimes.registry import runtime_for
+from baton.records import ModelRecord, RolloutRequest, VersionRecord
+from baton.rollout.decisions import describe, finish, rollout_on_serve
+from baton.rollout.gates import GateConfig
+from baton.rollout.schedule import Rollout, RolloutPlan
 from baton.serving_map import ModelRoute, ServingMap
-from baton.settings import ModelSettings
 from baton.sources.base import ModelSpec, VersionFiles
-from baton.types import Signature
-from baton.warmup import run_warmup
 
 __all__ = ["Manager"]
 
 log = logging.getLogger("baton.manager")
 S = VersionState
-RuntimeFactory = Callable[[VersionFiles, ModelSettings], Runtime]
 HISTORY = 100  # default versions remembered per model, for rollback
-
-
-def _default_factory(files: VersionFiles, settings: ModelSettings) -> Runtime:
-    return runtime_for(files.path, settings)
 
 
 class Manager:
@@ -62,7 +52,7 @@ class Manager:
         self,
         events: EventBus,
         *,
-        runtime_factory: RuntimeFactory = _default_factory,
+        runtime_factory: RuntimeFactory | None = None,
         verifier: Callable[[VersionFiles], None] = verify_version,
         infer_executor: Executor | None = None,
         batch_observer: Callable[[str, int, int], None] | None = None,
@@ -73,13 +63,16 @@ class Manager:
         self._offers: dict[str, Mapping[str, ModelSpec]] = {}
         self._dirty = False
         self._wake = asyncio.Event()
-        self._factory = runtime_factory
-        self._verify = verifier
-        self._infer_executor = infer_executor
-        self._batch_observer = batch_observer
-        self._load_executor = ThreadPoolExecutor(1, thread_name_prefix="baton-load")
+        self._loader = Loader(
+            verifier=verifier,
+            infer_executor=infer_executor,
+            batch_observer=batch_observer,
+            notify=events.publish,
+            **({"runtime_factory": runtime_factory} if runtime_factory else {}),
+        )
         self._drains: set[asyncio.Task] = set()
         self._synced = asyncio.Event()
+        self._restored: dict[str, RolloutRequest] = {}
         self._changed = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
 
@@ -222,7 +215,7 @@ class Manager:
                 if r.state in (S.READY, S.SERVING):
                     self._retire(m, v)
         await self.wait_drained()
-        self._load_executor.shutdown(wait=True)
+        self._loader.shutdown()
 
     # ---- actions ------------------------------------------------------------------------
     def _apply_offers(self) -> None:
@@ -232,6 +225,8 @@ class Manager:
             merged.update(specs)
         for name, spec in merged.items():
             record = self._models.setdefault(name, ModelRecord(name))
+            if name in self._restored and record.rollout is None:
+                record.rollout_request = self._restored.pop(name)
             if spec.config_error != record.config_error and spec.config_error:
                 self.events.publish(
                     "config_error", name, reason="bad_config", message=spec.config_error
@@ -307,87 +302,86 @@ class Manager:
             r = m.versions[version] = VersionRecord(version, files)
         r.files = files
         self._set_state(m, r, S.DISCOVERED, path=str(files.path))
-        loop = asyncio.get_running_loop()
-        runtime: Runtime | None = None
+        current = m.default_version()
+        old = m.versions[current].signature if current is not None else None
+        reference = (current, old) if old is not None else None
         try:
-            self._set_state(m, r, S.VERIFYING)
-            await loop.run_in_executor(self._load_executor, self._verify, files)
-            self._set_state(m, r, S.LOADING)
-            started = time.perf_counter()
-            runtime = self._factory(files, m.settings)
-            await loop.run_in_executor(self._load_executor, runtime.load)
-            load_seconds = time.perf_counter() - started
-            try:
-                signature = apply_overrides(
-                    runtime.signature(), m.settings.inputs, m.settings.outputs
-                )
-            except ValueError as exc:
-                raise VersionFailed("bad_config", str(exc)) from None
-            self._check_contract(m, signature)
-            self._set_state(m, r, S.WARMING, load_seconds=load_seconds)
-            started = time.perf_counter()
-            await loop.run_in_executor(
-                self._load_executor, run_warmup, runtime, signature, files.path, m.settings.warmup
-            )
-            await loop.run_in_executor(
-                self._load_executor, run_golden, runtime, files.path, m.settings.golden
-            )
-            r.signature, r.platform = signature, runtime.platform
-            r.handle = VersionHandle(
-                m.name, version, runtime, signature, self._infer_executor,
-                self._batcher(m, version, runtime, signature),
+            handle, warmup_seconds = await self._loader.load(
+                m.name, version, files, m.settings, reference,
+                lambda state, **data: self._set_state(m, r, state, **data),
             )  # fmt: skip
-            self._set_state(m, r, S.READY, warmup_seconds=time.perf_counter() - started)
-        except Exception as exc:
-            failure = (
-                exc
-                if isinstance(exc, VersionFailed)
-                else VersionFailed("load_error", f"{type(exc).__name__}: {exc}")
-            )
-            if runtime is not None:
-                await loop.run_in_executor(self._load_executor, runtime.unload)
+        except VersionFailed as failure:
             r.handle = None
             log.warning("%s version %d FAILED (%s): %s", m.name, version, failure.reason, failure)
             self._set_state(m, r, S.FAILED, failure.reason, str(failure))
-
-    def _batcher(
-        self, m: ModelRecord, version: int, runtime: Runtime, signature: Signature
-    ) -> Batcher | None:
-        cfg = m.settings
-        if cfg.max_batch_size <= 1:
-            return None
-        obstacle = batching_obstacle(signature)
-        if obstacle is not None:
-            self.events.publish("batching_disabled", m.name, version=version, message=obstacle)
-            return None
-        observer = self._batch_observer
-        return Batcher(
-            runtime.predict,
-            self._infer_executor,
-            max_batch_size=cfg.max_batch_size,
-            max_delay=cfg.max_queue_delay_ms / 1000,
-            preferred_batch_sizes=cfg.preferred_batch_sizes,
-            on_batch=(lambda rows: observer(m.name, version, rows)) if observer else None,
-        )
-
-    def _check_contract(self, m: ModelRecord, signature: Signature) -> None:
-        current = m.default_version()
-        if current is None or m.settings.allow_breaking_change:
             return
-        old = m.versions[current].signature
-        problems = incompatibilities(old, signature) if old else []
-        if problems:
-            raise VersionFailed(
-                "incompatible_signature",
-                f"signature incompatible with serving version {current}: "
-                + "; ".join(problems)
-                + " (set allow_breaking_change: true in model.yaml to accept it)",
-            )
+        r.handle, r.signature, r.platform = handle, handle.signature, handle.runtime.platform
+        self._set_state(m, r, S.READY, warmup_seconds=warmup_seconds)
 
     def _serve(self, m: ModelRecord, version: int) -> None:
         before = m.default_version()
+        started = rollout_on_serve(m, version, before, time.time())
+        if started is not None:  # decided before the version becomes routable
+            m.rollout, m.rollout_gates = started
+            m.rollout_request = None
         self._set_state(m, m.versions[version], S.SERVING)
+        if started is not None:
+            self._publish_rollout(m, m.rollout)
         self._announce_swap(m, before)
+
+    # ---- rollouts -----------------------------------------------------------------------
+    def start_rollout(
+        self, name: str, candidate: int, plan: RolloutPlan | None = None,
+        gates: GateConfig | None = None,
+    ) -> None:  # fmt: skip
+        """Roll ``name`` out to ``candidate`` as a canary (loading it first if needed)."""
+        m = self.model(name)
+        if m.rollout is not None:
+            raise Conflict(f"model '{name}' already has a rollout to version {m.rollout.candidate}")
+        if candidate not in m.offered_versions():
+            raise NotFound(f"model '{name}' has no complete version {candidate} to roll out")
+        if candidate == m.default_version():
+            raise Conflict(f"version {candidate} of '{name}' is already the default")
+        cfg = m.settings.rollout
+        m.rollout_request = RolloutRequest(candidate, plan or cfg.plan(),
+                                           gates or cfg.gates.config())  # fmt: skip
+        if candidate in m.serving():
+            self._serve_started(m, candidate)
+        self._wake.set()
+
+    def restore_rollout(self, name: str, request: RolloutRequest) -> None:
+        """Resume a rollout recorded before a restart, once the model's versions are up."""
+        self._restored[name] = request
+
+    def apply_rollout(self, name: str, rollout: Rollout, **data) -> None:
+        """Adopt the controller's (or an operator's) next state of a model's rollout."""
+        m = self.model(name)
+        if m.rollout is None or m.rollout == rollout:
+            return
+        before = m.default_version()
+        if rollout.finished:
+            finish(m, rollout)
+        else:
+            m.rollout = rollout
+        self._rebuild_map()
+        self._publish_rollout(m, rollout, **data)
+        self._announce_swap(m, before)
+        self._notify()
+        self._wake.set()
+
+    def _serve_started(self, m: ModelRecord, candidate: int) -> None:
+        started = rollout_on_serve(m, candidate, m.default_version(), time.time())
+        if started is not None:
+            m.rollout, m.rollout_gates = started
+            m.rollout_request = None
+            self._rebuild_map()
+            self._publish_rollout(m, m.rollout)
+
+    def _publish_rollout(self, m: ModelRecord, rollout: Rollout, **data) -> None:
+        self.events.publish(
+            "rollout", m.name, version=rollout.candidate, state=rollout.status.value,
+            reason=rollout.reason, data={**describe(rollout, m.rollout_gates), **data},
+        )  # fmt: skip
 
     def _announce_swap(self, m: ModelRecord, before: int | None) -> None:
         after = m.default_version()
@@ -423,8 +417,8 @@ class Manager:
         drain_seconds = time.perf_counter() - started
         if handle is not None:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._load_executor, handle.runtime.unload)
-            await loop.run_in_executor(self._load_executor, release_memory)
+            await loop.run_in_executor(self._loader.executor, handle.runtime.unload)
+            await loop.run_in_executor(self._loader.executor, release_memory)
         r.handle = None
         self._set_state(
             m,
@@ -451,5 +445,7 @@ class Manager:
                 if r.state is S.SERVING and r.handle is not None
             }
             if serving or m.offered:
-                routes.append(ModelRoute(m.name, serving, m.default_version(), m.all_labels()))
+                routes.append(
+                    ModelRoute(m.name, serving, m.default_version(), m.all_labels(), m.canary())
+                )
         self.serving_map = ServingMap.build(routes)

@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from baton import policy
 from baton.handle import VersionHandle
 from baton.lifecycle import VersionState
+from baton.rollout.gates import GateConfig
+from baton.rollout.schedule import Rollout, RolloutPlan
+from baton.serving_map import Canary
 from baton.settings import ModelSettings
 from baton.sources.base import VersionFiles
 from baton.types import Signature
 
-__all__ = ["ModelRecord", "VersionRecord"]
+__all__ = ["ModelRecord", "RolloutRequest", "VersionRecord"]
 
 S = VersionState
 
@@ -36,6 +39,18 @@ class VersionRecord:
     since: float = field(default_factory=time.time)
 
 
+@dataclass(frozen=True, slots=True)
+class RolloutRequest:
+    """A rollout asked for (by the API, or restored after a restart) that starts once
+    ``candidate`` is SERVING: from ``stable`` (default: the version serving then), at ``step``."""
+
+    candidate: int
+    plan: RolloutPlan
+    gates: GateConfig
+    stable: int | None = None
+    step: int = 0
+
+
 @dataclass(eq=False)
 class ModelRecord:
     name: str
@@ -48,18 +63,38 @@ class ModelRecord:
     offered: bool = True
     config_error: str | None = None
     history: list[int] = field(default_factory=list)  # default versions, oldest first
+    rollout: Rollout | None = None  # running or paused; cleared when it finishes
+    rollout_gates: GateConfig = field(default_factory=GateConfig)
+    rollout_request: RolloutRequest | None = None
+    rejected: dict[int, str] = field(default_factory=dict)  # rolled-back version → fingerprint
 
     def all_labels(self) -> dict[str, int]:
         return {**self.settings.labels, **self.labels}
 
+    def offered_versions(self) -> dict[int, str]:
+        """Available versions, less rolled-back candidates whose files have not changed since."""
+        return {
+            v: f.fingerprint
+            for v, f in self.available.items()
+            if self.rejected.get(v) != f.fingerprint
+        }
+
     def aspired(self) -> dict[int, str]:
         if not self.offered:
             return {}
+        offered = self.offered_versions()
+        held = set(self.all_labels().values())
+        if self.rollout is not None:
+            held |= {self.rollout.stable, self.rollout.candidate}
+        if self.rollout_request is not None:
+            held.add(self.rollout_request.candidate)
+            if self.rollout_request.stable is not None:
+                held.add(self.rollout_request.stable)
         return policy.select_aspired(
-            {v: f.fingerprint for v, f in self.available.items()},
+            offered,
             self.settings.version_policy,
             pinned=self.pinned,
-            labelled=self.all_labels().values(),
+            labelled=held,
             disabled=self.disabled,
         )
 
@@ -80,7 +115,16 @@ class ModelRecord:
         serving = self.serving()
         if not serving:
             return None
+        if self.rollout is not None and self.rollout.stable in serving:
+            return self.rollout.stable  # the candidate gets traffic only through the split
         if self.pinned in serving:
             return self.pinned
         aspired = [v for v in serving if v in self.aspired()]
         return max(aspired or serving)
+
+    def canary(self) -> Canary | None:
+        """The traffic split while a rollout runs and both of its versions are serving."""
+        r = self.rollout
+        if r is None or not {r.stable, r.candidate} <= set(self.serving()):
+            return None
+        return Canary(r.stable, r.candidate, r.weight)

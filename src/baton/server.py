@@ -33,7 +33,8 @@ from baton.audit import AuditLog
 from baton.dataplane import DataPlane
 from baton.errors import BatonError
 from baton.events import Event, EventBus
-from baton.manager import Manager, RuntimeFactory
+from baton.loader import RuntimeFactory
+from baton.manager import Manager
 from baton.memory import tune_gc_for_serving
 from baton.metrics import Metrics
 from baton.repository import Repository

@@ -58,6 +58,7 @@ class ServingMap:
                 MappingProxyType(dict(r.versions)),
                 r.default,
                 MappingProxyType(dict(r.labels)),
+                r.canary,
             )
             for r in routes
         ]

@@ -9,6 +9,7 @@ Server settings come from, in rising priority: defaults, ``BATON_*`` environment
     allow_breaking_change: false       # accept a version whose signature is incompatible
     warmup: {iterations: 1}            # runs of each warm-up request before READY
     golden: {atol: 1e-5, rtol: 1e-4}   # tolerance for <version>/golden/*.json cases
+    rollout: {mode: canary, steps: [1, 10, 50, 100], interval: 30, gates: {max_error_rate: 0.01}}
     max_batch_size: 32                 # dynamic batching (0/1 = off); inputs need a -1 first dim
     max_queue_delay_ms: 2              # the longest a request waits for others to join it
     preferred_batch_sizes: [8, 16]     # dispatch at once when a queue reaches one of these
@@ -24,10 +25,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from baton.rollout.gates import GateConfig
+from baton.rollout.schedule import RolloutPlan
+
 __all__ = [
+    "GateSettings",
     "GoldenSettings",
     "ModelSettings",
     "OnnxSettings",
+    "RolloutSettings",
     "ServerSettings",
     "TensorOverride",
     "VersionPolicy",
@@ -79,6 +85,36 @@ class GoldenSettings(_Strict):
     rtol: float = Field(default=1e-4, ge=0)
 
 
+class GateSettings(_Strict):
+    """Thresholds of the rollout gates (``None`` turns a gate off); see baton.rollout.gates."""
+
+    max_error_rate: float | None = Field(default=0.01, ge=0, le=1)
+    max_p99_ratio: float | None = Field(default=1.5, gt=0)
+    max_class_drift: float | None = Field(default=0.1, ge=0, le=1)
+    max_mean_shift: float | None = Field(default=0.5, ge=0)
+    min_requests: int = Field(default=50, ge=1)
+
+    def config(self) -> GateConfig:
+        return GateConfig(**self.model_dump())
+
+
+class RolloutSettings(_Strict):
+    """How a newer version takes over: at once, or as a canary through weighted steps."""
+
+    mode: Literal["immediate", "canary"] = "immediate"
+    steps: tuple[float, ...] = (1, 5, 25, 50, 100)
+    interval: float = Field(default=30.0, ge=0, description="seconds per step")
+    gates: GateSettings = GateSettings()
+
+    @model_validator(mode="after")
+    def _valid_plan(self) -> RolloutSettings:
+        self.plan()  # raises ValueError for a bad schedule
+        return self
+
+    def plan(self) -> RolloutPlan:
+        return RolloutPlan(tuple(self.steps), self.interval)
+
+
 class TensorOverride(_Strict):
     """Replace the datatype and/or shape the backend reports for one named tensor."""
 
@@ -104,6 +140,7 @@ class ModelSettings(_Strict):
     backend: Literal["onnx"] | None = None
     warmup: WarmupSettings = WarmupSettings()
     golden: GoldenSettings = GoldenSettings()
+    rollout: RolloutSettings = RolloutSettings()
     max_batch_size: int = Field(default=0, ge=0, description="0 or 1 = no dynamic batching")
     max_queue_delay_ms: float = Field(default=2.0, ge=0, le=60_000)
     preferred_batch_sizes: tuple[int, ...] = ()

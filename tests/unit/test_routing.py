@@ -80,3 +80,8 @@ def test_canary_share_is_exact_over_many_requests():
 def test_canary_whose_version_is_gone_falls_back_to_the_default():
     route = ModelRoute("m", {2: H2}, 2, {}, Canary(stable=2, candidate=3, weight=0.5))
     assert choose_handle(route, None, 0.0) is H2
+
+
+def test_built_map_keeps_the_canary():
+    built = ServingMap.build([SPLIT]).get("m")
+    assert built.canary == SPLIT.canary and choose_handle(built, None, 0.1) is H3

@@ -1,0 +1,85 @@
+"""Rollout decisions on a model's record: pure functions the manager applies.
+
+- :func:`rollout_on_serve`: when a version becomes SERVING, does a rollout start (one the API
+  asked for, or ``rollout.mode: canary`` meeting a newer version)?
+- :func:`finish`: a finished rollout's consequences — promoted: the candidate becomes the
+  default (pinned if the version policy would not choose it); rolled back or aborted: the
+  candidate is rejected until its files change, so the policy falls back to the stable one.
+- :func:`describe`: the data a ``rollout`` event carries — enough to resume after a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from baton import policy
+from baton.records import ModelRecord, RolloutRequest
+from baton.rollout.gates import GateConfig
+from baton.rollout.schedule import Rollout, RolloutPlan, RolloutStatus
+
+__all__ = ["describe", "finish", "request_from", "rollout_on_serve"]
+
+
+def rollout_on_serve(
+    m: ModelRecord, version: int, before: int | None, now: float
+) -> tuple[Rollout, GateConfig] | None:
+    """The rollout (and its gates) that starts as ``version`` becomes SERVING, if any."""
+    request = m.rollout_request
+    if request is not None and request.candidate == version and m.rollout is None:
+        stable = request.stable if request.stable is not None else before
+        if stable is None or stable == version:
+            return None
+        rollout = Rollout.start(m.name, stable, version, request.plan, now)
+        if request.step:
+            rollout = Rollout(m.name, stable, version, request.plan, request.step,
+                              RolloutStatus.RUNNING, now)  # fmt: skip
+        return rollout, request.gates
+    cfg = m.settings.rollout
+    if (
+        cfg.mode != "canary"
+        or m.rollout is not None
+        or before is None
+        or m.pinned is not None
+        or version <= before
+        or version not in m.aspired()
+    ):
+        return None
+    return Rollout.start(m.name, before, version, cfg.plan(), now), cfg.gates.config()
+
+
+def finish(m: ModelRecord, rollout: Rollout) -> None:
+    """Apply a finished rollout to the record (the caller rebuilds the map and publishes)."""
+    m.rollout = None
+    m.rollout_request = None
+    if rollout.status is RolloutStatus.PROMOTED:
+        chosen = policy.select_aspired(m.offered_versions(), m.settings.version_policy)
+        if rollout.candidate not in chosen:
+            m.pinned = rollout.candidate
+    else:
+        files = m.available.get(rollout.candidate)
+        if files is not None:
+            m.rejected[rollout.candidate] = files.fingerprint
+
+
+def describe(rollout: Rollout, gates: GateConfig) -> dict:
+    return {
+        "stable": rollout.stable,
+        "candidate": rollout.candidate,
+        "status": rollout.status.value,
+        "step": rollout.step,
+        "weight": rollout.weight,
+        "steps": list(rollout.plan.steps),
+        "interval": rollout.plan.interval,
+        "gates": asdict(gates),
+    }
+
+
+def request_from(data: dict) -> RolloutRequest:
+    """The request that resumes a rollout described by :func:`describe`."""
+    return RolloutRequest(
+        candidate=data["candidate"],
+        plan=RolloutPlan(tuple(data["steps"]), data["interval"]),
+        gates=GateConfig(**data["gates"]),
+        stable=data["stable"],
+        step=data["step"],
+    )
