@@ -21,6 +21,7 @@ from baton.lifecycle import VersionState
 from baton.manager import Manager
 from baton.metrics import Metrics
 from baton.routing import choose_handle
+from baton.split import WeylSequence, split_point
 from baton.types import datatype_of
 
 __all__ = ["DataPlane", "InferRequest", "InferResponse", "OutputTensor"]
@@ -35,6 +36,7 @@ class InferRequest:
     outputs: list[str] | None = None
     id: str | None = None
     parameters: dict = field(default_factory=dict)
+    session: str | None = None  # sticky-routing key (x-baton-session header)
 
 
 @dataclass(slots=True)
@@ -53,11 +55,19 @@ class InferResponse:
 
 
 class DataPlane:
-    def __init__(self, manager: Manager, metrics: Metrics, server_name: str = "baton") -> None:
+    def __init__(
+        self,
+        manager: Manager,
+        metrics: Metrics,
+        server_name: str = "baton",
+        session_parameter: str | None = "session",
+    ) -> None:
         self._manager = manager
         self._metrics = metrics
         self.server_name = server_name
+        self.session_parameter = session_parameter
         self.shutting_down = False
+        self._points = WeylSequence()
 
     # ---- health and metadata ------------------------------------------------------------
     def live(self) -> bool:
@@ -98,35 +108,27 @@ class DataPlane:
 
     # ---- inference ----------------------------------------------------------------------
     async def infer(self, model: str, version: str | None, request: InferRequest) -> InferResponse:
-        """Run one request on the version routing picks; the response names that version."""
+        """Run one request on the version routing picks; the response names that version.
+
+        While a canary splits traffic, an unversioned request that the candidate fails is
+        answered by the stable version instead (the failure still counts against the
+        candidate), so a bad candidate costs clients nothing."""
         for _ in range(2):
-            handle = self._handle(model, version)
-            check_inputs(handle.input_specs, request.inputs, request.datatypes)
-            wanted = request.outputs
-            if wanted is not None:
-                unknown = [n for n in wanted if n not in handle.output_names]
-                if unknown:
-                    raise InvalidRequest(
-                        f"unknown output(s) {unknown}; "
-                        f"the model produces {list(handle.output_names)}"
-                    )
-            ok, failed, latency, inflight = self._metrics.request_children(model, handle.version)
+            route = self._manager.serving_map.get(model)
+            if route is None:
+                raise NotFound(f"unknown model '{model}'")
+            canary = route.canary if not version else None
+            point = split_point(self._session(request), self._points) if canary else 0.0
+            handle = choose_handle(route, version, point)
             try:
-                handle.acquire()
+                outputs = await self._run(handle, request)
             except HandleClosed:
                 continue  # retired between routing and leasing; route again
-            inflight.inc()
-            started = time.perf_counter()
-            try:
-                outputs = await handle.predict(request.inputs, wanted)
-            except Exception as exc:
-                failed.inc()
-                raise _inference_error(exc) from exc
-            finally:
-                inflight.dec()
-                handle.release()
-            latency.observe(time.perf_counter() - started)
-            ok.inc()
+            except BatonError:
+                stable = route.versions.get(canary.stable) if canary else None
+                if stable is None or handle is stable:
+                    raise
+                handle, outputs = stable, await self._run(stable, request)
             types = handle.output_datatypes
             return InferResponse(
                 model,
@@ -138,6 +140,44 @@ class DataPlane:
                 request.id,
             )
         raise BatonError(f"model '{model}' changed while routing; retry")
+
+    async def _run(self, handle: VersionHandle, request: InferRequest) -> dict[str, np.ndarray]:
+        """Validate against ``handle``'s signature, hold a lease, predict, count it."""
+        check_inputs(handle.input_specs, request.inputs, request.datatypes)
+        wanted = request.outputs
+        if wanted is not None:
+            unknown = [n for n in wanted if n not in handle.output_names]
+            if unknown:
+                raise InvalidRequest(
+                    f"unknown output(s) {unknown}; the model produces {list(handle.output_names)}"
+                )
+        ok, failed, latency, inflight = self._metrics.request_children(handle.model, handle.version)
+        handle.acquire()
+        window = handle.window
+        inflight.inc()
+        started = time.perf_counter()
+        try:
+            outputs = await handle.predict(request.inputs, wanted)
+        except Exception as exc:
+            failed.inc()
+            if window is not None:
+                window.record_error()
+            raise _inference_error(exc) from exc
+        finally:
+            inflight.dec()
+            handle.release()
+        seconds = time.perf_counter() - started
+        latency.observe(seconds)
+        ok.inc()
+        if window is not None:
+            window.record(seconds, outputs)
+        return outputs
+
+    def _session(self, request: InferRequest) -> str | None:
+        if request.session:
+            return request.session
+        value = request.parameters.get(self.session_parameter) if self.session_parameter else None
+        return None if value is None or isinstance(value, bool) else str(value)
 
 
 def _inference_error(exc: Exception) -> BatonError:

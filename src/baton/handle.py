@@ -23,6 +23,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from baton.batching import Batcher
+from baton.rollout.window import VersionWindow
 from baton.runtimes.base import Runtime
 from baton.types import Signature, TensorSpec
 
@@ -49,6 +50,7 @@ class VersionHandle:
         "runtime",
         "signature",
         "version",
+        "window",
     )
 
     def __init__(
@@ -70,6 +72,7 @@ class VersionHandle:
         self.inflight = 0
         self._executor = executor
         self.batcher = batcher
+        self.window: VersionWindow | None = None  # live stats while a rollout involves it
         self._idle: asyncio.Event | None = None
         self._closed = False
 

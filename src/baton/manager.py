@@ -37,6 +37,7 @@ from baton.records import ModelRecord, RolloutRequest, VersionRecord
 from baton.rollout.decisions import describe, finish, rollout_on_serve
 from baton.rollout.gates import GateConfig
 from baton.rollout.schedule import Rollout, RolloutPlan
+from baton.rollout.window import VersionWindow
 from baton.serving_map import ModelRoute, ServingMap
 from baton.sources.base import ModelSpec, VersionFiles
 
@@ -327,6 +328,7 @@ class Manager:
         self._set_state(m, m.versions[version], S.SERVING)
         if started is not None:
             self._publish_rollout(m, m.rollout)
+        self._sync_windows(m)
         self._announce_swap(m, before)
 
     # ---- rollouts -----------------------------------------------------------------------
@@ -359,10 +361,12 @@ class Manager:
         if m.rollout is None or m.rollout == rollout:
             return
         before = m.default_version()
+        new_step = rollout.step != m.rollout.step or rollout.status != m.rollout.status
         if rollout.finished:
             finish(m, rollout)
         else:
             m.rollout = rollout
+        self._sync_windows(m, reset=new_step)
         self._rebuild_map()
         self._publish_rollout(m, rollout, **data)
         self._announce_swap(m, before)
@@ -374,8 +378,22 @@ class Manager:
         if started is not None:
             m.rollout, m.rollout_gates = started
             m.rollout_request = None
+            self._sync_windows(m)
             self._rebuild_map()
             self._publish_rollout(m, m.rollout)
+
+    @staticmethod
+    def _sync_windows(m: ModelRecord, reset: bool = False) -> None:
+        """Live statistics on the two versions of a running rollout (fresh ones per step)."""
+        involved = {m.rollout.stable, m.rollout.candidate} if m.rollout else set()
+        for v, record in m.versions.items():
+            handle = record.handle
+            if handle is None:
+                continue
+            if v not in involved:
+                handle.window = None
+            elif handle.window is None or reset:
+                handle.window = VersionWindow()
 
     def _publish_rollout(self, m: ModelRecord, rollout: Rollout, **data) -> None:
         self.events.publish(

@@ -67,6 +67,9 @@ class FastInferPath:
                 body = decompress(body, encoding.decode("latin-1"), self.limit)
             length = headers.get(b"inference-header-content-length")
             parsed = parse_request(body, None if length is None else length.decode("latin-1"))
+            session = headers.get(b"x-baton-session")
+            if session is not None:
+                parsed.request.session = session.decode("latin-1")
             result = await self.ctx.dataplane.infer(model, version, parsed.request)
             content, extra = encode_response(result, parsed)
             status = 200

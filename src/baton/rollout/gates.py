@@ -5,10 +5,10 @@ Three gates, each skipped when its threshold is ``None``:
 
 - error rate: the candidate's share of failed requests must not exceed ``max_error_rate``;
 - latency: candidate p99 ÷ stable p99 must not exceed ``max_p99_ratio``;
-- output drift: for classifiers, the total variation distance between the two versions'
-  predicted-class distributions must not exceed ``max_class_drift``; for numeric outputs, the
-  shift of the candidate's mean, in units of the stable version's standard deviation, must not
-  exceed ``max_mean_shift``.
+- output drift: the shift of the candidate's output mean, in units of the stable version's
+  standard deviation, must not exceed ``max_mean_shift``; and where outputs are class scores,
+  the total variation distance between the two versions' predicted-class distributions must
+  not exceed ``max_class_drift`` (a constant shift leaves the argmax unchanged, so both run).
 
 Nothing is judged on fewer than ``min_requests`` requests per version ("insufficient"), except
 that errors fail the candidate early once there are more of them than ``max_error_rate`` would
@@ -97,7 +97,7 @@ def evaluate(stable: WindowStats, candidate: WindowStats, cfg: GateConfig) -> Ga
             drift = values["class_drift"] = class_drift(s.classes, c.classes)
             if drift > cfg.max_class_drift:
                 reasons.append(f"predicted classes drifted {drift:.3f} > {cfg.max_class_drift}")
-        elif cfg.max_mean_shift is not None:
+        if cfg.max_mean_shift is not None:
             shift = values["mean_shift"] = abs(c.mean - s.mean) / max(s.std, 1e-12)
             if shift > cfg.max_mean_shift:
                 reasons.append(f"output mean shifted {shift:.2f} sd > {cfg.max_mean_shift} sd")

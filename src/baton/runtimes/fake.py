@@ -1,15 +1,15 @@
 """A scriptable in-memory runtime for tests and demos of the pipeline without a model file.
 
 ``FakeRuntime`` computes ``y = x + offset`` on one FP32 input ``x`` of shape ``[-1, n]`` and can be
-told to fail at load, to produce non-finite outputs, to take time to load or predict, or to
-report a different signature — everything the manager must survive.
+told to fail at load or on chosen inputs, to produce non-finite outputs, to take time to load
+or predict, or to report a different signature — everything the manager must survive.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -33,12 +33,14 @@ class FakeRuntime(Runtime):
         load_seconds: float = 0.0,
         predict_seconds: float = 0.0,
         signature: Signature | None = None,
+        fail_predict: Callable[[np.ndarray], bool] | None = None,
     ) -> None:
         self.offset = offset
         self.fail_load = fail_load
         self.nan_output = nan_output
         self.load_seconds = load_seconds
         self.predict_seconds = predict_seconds
+        self.fail_predict = fail_predict
         self._signature = signature or Signature(
             (TensorSpec("x", "FP32", (-1, width)),), (TensorSpec("y", "FP32", (-1, width)),)
         )
@@ -67,6 +69,8 @@ class FakeRuntime(Runtime):
         if self.predict_seconds:
             time.sleep(self.predict_seconds)
         x = next(iter(inputs.values()))
+        if self.fail_predict is not None and self.fail_predict(x):
+            raise RuntimeError("the model failed on this input")
         y = np.full_like(x, np.nan) if self.nan_output else x + np.float32(self.offset)
         name = self._signature.outputs[0].name
         return {name: y}

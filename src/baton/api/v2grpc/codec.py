@@ -94,7 +94,12 @@ def decode_request(message: pb.ModelInferRequest) -> InferRequest:
         inputs[tensor.name] = array
         datatypes[tensor.name] = tensor.datatype
     outputs = [o.name for o in message.outputs] or None
-    return InferRequest(inputs, datatypes, outputs, message.id or None)
+    parameters = {
+        key: getattr(value, choice)
+        for key, value in message.parameters.items()
+        if (choice := value.WhichOneof("parameter_choice")) is not None
+    }
+    return InferRequest(inputs, datatypes, outputs, message.id or None, parameters)
 
 
 def encode_response(response: InferResponse) -> pb.ModelInferResponse:
