@@ -3,6 +3,8 @@
     baton serve --repository DIR [--host H] [--http-port P] [--grpc-port P] [--poll-interval S]
     baton models | events [--model M] | pin MODEL VERSION | unpin MODEL | rollback MODEL
     baton label MODEL LABEL VERSION | rescan
+    baton rollout start MODEL --to V [--steps 1,5,25,50,100] [--interval 30s]
+    baton rollout status|promote|pause|resume|abort MODEL
     baton demo-repository DIR [--add-version N]   # the demo used by `make run`
 
 Client commands talk to ``--url`` (default ``$BATON_URL`` or http://127.0.0.1:8000).
@@ -45,6 +47,48 @@ def _call(args: argparse.Namespace, method: str, path: str, body: dict | None = 
             message = response.text
         sys.exit(f"baton: {response.status_code}: {message}")
     return response.json()
+
+
+def _rollout(args: argparse.Namespace) -> None:
+    path = f"/admin/models/{args.model}/rollout"
+    if args.action == "start":
+        if args.to is None:
+            sys.exit("baton rollout start: give --to VERSION")
+        body: dict = {"version": args.to}
+        if args.steps:
+            body["steps"] = [float(s) for s in args.steps.split(",")]
+        if args.interval:
+            body["interval"] = _seconds(args.interval)
+        view = _call(args, "POST", path, body)
+    elif args.action == "status":
+        view = _call(args, "GET", path)
+    else:
+        view = _call(args, "POST", f"{path}/{args.action}")
+    r = view["rollout"]
+    if r is None:
+        print(f"{args.model}: no rollout in progress")
+        return
+    steps = " → ".join(f"{s:g}%" for s in r["steps"])
+    print(
+        f"{args.model}: {r['status']} v{r['stable']} → v{r['candidate']}, step {r['step'] + 1}"
+        f"/{len(r['steps'])} ({steps}), candidate weight {r['weight'] * 100:g}%"
+        + (f" — {r['reason']}" if r.get("reason") else "")
+    )
+    rows = [
+        [v, w["requests"], w["errors"], f"{w['p99'] * 1000:.2f}" if w["p99"] else "-"]
+        for v, w in view["windows"].items()
+        if w
+    ]
+    if rows:
+        print(_table(["VERSION", "REQUESTS", "ERRORS", "P99 MS"], rows))
+
+
+def _seconds(text: str) -> float:
+    """``30``, ``30s``, ``2m`` or ``1h`` → seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    if text and text[-1] in units:
+        return float(text[:-1]) * units[text[-1]]
+    return float(text)
 
 
 def _print_models(models: list[dict]) -> None:
@@ -136,6 +180,8 @@ def _client(args: argparse.Namespace) -> None:
                 )
             ]
         )
+    elif cmd == "rollout":
+        _rollout(args)
     elif cmd == "rescan":
         print("models:", ", ".join(_call(args, "POST", "/admin/repository/rescan")["models"]))
     elif cmd == "events":
@@ -181,6 +227,14 @@ def _parser() -> argparse.ArgumentParser:
     label.add_argument("label")
     label.add_argument("version", type=int)
     sub.add_parser("rescan", help="look at the repository now")
+    rollout = sub.add_parser("rollout", help="staged canary rollouts")
+    rollout.add_argument(
+        "action", choices=["start", "status", "promote", "pause", "resume", "abort"]
+    )
+    rollout.add_argument("model")
+    rollout.add_argument("--to", type=int, help="candidate version (start)")
+    rollout.add_argument("--steps", help="weights in %%, e.g. 1,5,25,50,100 (start)")
+    rollout.add_argument("--interval", help="time per step, e.g. 30s or 2m (start)")
     events = sub.add_parser("events", help="recent events")
     events.add_argument("--model")
     events.add_argument("--limit", type=int, default=30)

@@ -118,6 +118,15 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=r,
         )
+        self.rollout_weight = Gauge(
+            "baton_rollout_weight",
+            "Share of unversioned traffic per version during a rollout",
+            ["model", "version"],
+            registry=r,
+        )
+        self.rollbacks = Counter(
+            "baton_rollbacks", "Rollouts rolled back or aborted", ["model", "reason"], registry=r
+        )
         self._children: dict[tuple[str, int], tuple] = {}
         self._unloaded: dict[str, deque[int]] = {}
 
@@ -144,6 +153,8 @@ class Metrics:
         model, data = event.model, event.data
         if event.kind == "swap":
             self.swaps.labels(model).inc()
+        if event.kind == "rollout":
+            self._on_rollout(model, event)
         if event.kind != "state" or event.version is None:
             return
         v = str(event.version)
@@ -161,6 +172,16 @@ class Metrics:
                 self.forced_unloads.labels(model).inc()
             self._children.pop((model, event.version), None)
             self._retire_series(model, event.version)
+
+    def _on_rollout(self, model: str, event: Event) -> None:
+        data = event.data
+        weight = data["weight"]
+        self.rollout_weight.labels(model, str(data["candidate"])).set(weight)
+        self.rollout_weight.labels(model, str(data["stable"])).set(1.0 - weight)
+        if event.state in ("ROLLED_BACK", "ABORTED"):
+            failed = data.get("failed_gates") or []
+            reason = failed[0] if failed else ("operator" if event.state == "ABORTED" else "gate")
+            self.rollbacks.labels(model, reason).inc()
 
     def _retire_series(self, model: str, version: int) -> None:
         retired = self._unloaded.setdefault(model, deque())

@@ -38,6 +38,7 @@ from baton.manager import Manager
 from baton.memory import tune_gc_for_serving
 from baton.metrics import Metrics
 from baton.repository import Repository
+from baton.rollout.controller import RolloutController, resume_from_audit
 from baton.settings import ServerSettings
 from baton.sources.base import Source
 from baton.sources.filesystem import FilesystemSource
@@ -92,7 +93,10 @@ class BatonServer:
             batch_observer=self.metrics.observe_batch,
             **extra,
         )
-        self.dataplane = DataPlane(self.manager, self.metrics)
+        self.dataplane = DataPlane(
+            self.manager, self.metrics, session_parameter=settings.session_parameter
+        )
+        self.rollouts = RolloutController(self.manager, settings.rollout_period)
         if sources is None:
             sources = []
             if settings.repository is not None:
@@ -110,6 +114,7 @@ class BatonServer:
             self.metrics,
             self.events,
             self.repository,
+            self.rollouts,
             self.audit.path if self.audit else None,
         )
         self._grpc: grpc.aio.Server | None = None
@@ -165,7 +170,10 @@ class BatonServer:
             await self.stop()
 
     async def start(self) -> None:
-        """Start the reconcile loop, the sources and gRPC (HTTP is started by :meth:`serve`)."""
+        """Start the reconcile loop, the sources, the rollout controller and gRPC (HTTP is
+        started by :meth:`serve`). Unfinished rollouts in the audit log are resumed."""
+        if self.audit is not None:
+            resume_from_audit(self.manager, self.audit.path)
         self.manager.start()
         if self.settings.grpc_port:
             self._grpc = await start_grpc_server(
@@ -174,6 +182,7 @@ class BatonServer:
             log.info("gRPC serving on %s:%d", self.settings.host, self.settings.grpc_port)
         loop = asyncio.get_running_loop()
         self._source_tasks.append(loop.create_task(self._tune_gc_once_synced()))
+        self._source_tasks.append(loop.create_task(self.rollouts.run(), name="rollouts"))
         for source in self.sources:
             self._source_tasks.append(
                 loop.create_task(source.run(self.manager.publish), name=f"source {source.name}")

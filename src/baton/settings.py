@@ -171,6 +171,10 @@ class ServerSettings(BaseSettings):
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     infer_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
     shutdown_timeout: float = Field(default=30.0, ge=0)
+    rollout_period: float = Field(default=1.0, gt=0, description="seconds between gate checks")
+    session_parameter: str | None = Field(
+        default="session", description="request parameter that carries a sticky-session key"
+    )
     audit_log: Path | None = Field(
         default=None, description="JSON-lines audit log; default <repository>/.baton/audit.jsonl"
     )

@@ -32,7 +32,7 @@ class Harness:
 
     def _factory(self, files, settings):
         v = int(files.path.name)
-        rt = FakeRuntime(float(v), **self.behaviour.get(v, {}))
+        rt = FakeRuntime(**({"offset": float(v)} | self.behaviour.get(v, {})))
         self.runtimes[v] = rt
         return rt
 

@@ -132,6 +132,13 @@ def test_gates(candidate, failed, insufficient, reason):
         assert any(r.startswith(reason) for r in verdict.reasons), verdict.reasons
 
 
+def test_at_full_weight_only_the_candidates_own_errors_are_judged():
+    idle_stable = WindowStats(requests=0)
+    assert not evaluate(idle_stable, OK, CFG).insufficient
+    assert not evaluate(idle_stable, OK, CFG).failed
+    assert evaluate(idle_stable, WindowStats(1000, 50, 9.0), CFG).failed
+
+
 def test_disabled_gates_are_skipped():
     cfg = GateConfig(
         max_error_rate=None,

@@ -4,6 +4,8 @@ recent events, an immediate rescan, and an OpenAPI description of all of it at
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,6 +18,8 @@ from baton.api.rest import json_body, json_response
 from baton.audit import read_audit_log
 from baton.errors import InvalidRequest, NotFound
 from baton.records import ModelRecord
+from baton.rollout.decisions import describe
+from baton.rollout.schedule import RolloutPlan
 
 __all__ = ["model_view", "routes"]
 
@@ -150,6 +154,83 @@ async def events(request: Request) -> Response:
     return json_response([e.to_json() for e in recent])
 
 
+class RolloutBody(BaseModel):
+    """Start a canary rollout of a model to a version."""
+
+    version: int = Field(ge=1, description="the candidate version")
+    steps: list[float] | None = Field(default=None, description="weights in %, ending at 100")
+    interval: float | None = Field(default=None, ge=0, description="seconds per step")
+
+
+def rollout_view(ctx, name: str) -> dict:
+    m = ctx.manager.model(name)
+    r = m.rollout
+    if r is None:
+        return {"model": name, "rollout": None}
+    stable, candidate = ctx.rollouts.windows(name)
+    verdict = ctx.rollouts.last_verdicts.get(name)
+    return {
+        "model": name,
+        "rollout": describe(r, m.rollout_gates) | {"reason": r.reason},
+        "windows": {
+            str(r.stable): asdict(stable) if stable else None,
+            str(r.candidate): asdict(candidate) if candidate else None,
+        },
+        "last_verdict": asdict(verdict) if verdict else None,
+    }
+
+
+async def start_rollout(request: Request) -> Response:
+    """
+    summary: Roll a model out to a version as a staged canary (loading it if needed).
+    requestBody:
+      content: {application/json: {schema: {$ref: "#/components/schemas/RolloutBody"}}}
+    responses:
+      200: {description: Rollout}
+      404: {description: unknown model or version}
+      409: {description: a rollout is already running, or the version already serves}
+    """
+    ctx, name = context(request), request.path_params["model"]
+    try:
+        body = RolloutBody.model_validate(await json_body(request))
+    except ValidationError as exc:
+        raise InvalidRequest(f"bad rollout request: {exc}") from None
+    m = ctx.manager.model(name)
+    cfg = m.settings.rollout
+    try:
+        plan = RolloutPlan(
+            tuple(body.steps) if body.steps is not None else cfg.steps,
+            body.interval if body.interval is not None else cfg.interval,
+        )
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    ctx.manager.start_rollout(name, body.version, plan, cfg.gates.config())
+    return json_response(rollout_view(ctx, name))
+
+
+async def get_rollout(request: Request) -> Response:
+    """
+    summary: "The model's rollout: step, weight, live windows and the last gate verdict."
+    responses:
+      200: {description: Rollout}
+    """
+    return json_response(rollout_view(context(request), request.path_params["model"]))
+
+
+async def rollout_action(request: Request) -> Response:
+    """
+    summary: Pause, resume, promote (skip to 100 %) or abort (back to stable) a rollout.
+    responses:
+      200: {description: Rollout}
+      409: {description: no rollout in progress}
+    """
+    ctx, p = context(request), request.path_params
+    if p["action"] not in ("pause", "resume", "promote", "abort"):
+        raise NotFound(f"unknown rollout action '{p['action']}'")
+    ctx.rollouts.act(p["model"], p["action"])
+    return json_response(rollout_view(ctx, p["model"]))
+
+
 async def audit(request: Request) -> Response:
     """
     summary: The persistent audit log (survives restarts), oldest first.
@@ -185,7 +266,12 @@ _schemas = SchemaGenerator(
     {
         "openapi": "3.0.3",
         "info": {"title": "Baton admin API", "version": __version__},
-        "components": {"schemas": {"VersionBody": VersionBody.model_json_schema()}},
+        "components": {
+            "schemas": {
+                "VersionBody": VersionBody.model_json_schema(),
+                "RolloutBody": RolloutBody.model_json_schema(),
+            }
+        },
     }
 )
 
@@ -207,6 +293,9 @@ routes = [
     Route("/admin/models/{model}/rollback", rollback, methods=["POST"]),
     Route("/admin/models/{model}/labels/{label}", set_label, methods=["PUT"]),
     Route("/admin/events", events),
+    Route("/admin/models/{model}/rollout", start_rollout, methods=["POST"]),
+    Route("/admin/models/{model}/rollout", get_rollout),
+    Route("/admin/models/{model}/rollout/{action}", rollout_action, methods=["POST"]),
     Route("/admin/audit", audit),
     Route("/admin/repository/rescan", rescan, methods=["POST"]),
     Route("/admin/openapi.json", openapi),

@@ -12,6 +12,7 @@ from baton.events import EventBus
 from baton.manager import Manager
 from baton.metrics import Metrics
 from baton.repository import Repository
+from baton.rollout.controller import RolloutController
 from baton.settings import ServerSettings
 
 __all__ = ["ApiContext", "context"]
@@ -25,6 +26,7 @@ class ApiContext:
     metrics: Metrics
     events: EventBus
     repository: Repository
+    rollouts: RolloutController
     audit_path: Path | None = None
 
 

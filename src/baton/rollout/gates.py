@@ -10,9 +10,10 @@ Three gates, each skipped when its threshold is ``None``:
   the total variation distance between the two versions' predicted-class distributions must
   not exceed ``max_class_drift`` (a constant shift leaves the argmax unchanged, so both run).
 
-Nothing is judged on fewer than ``min_requests`` requests per version ("insufficient"), except
-that errors fail the candidate early once there are more of them than ``max_error_rate`` would
-allow even at ``min_requests``.
+Nothing is judged before the candidate has ``min_requests`` requests ("insufficient"), except
+that errors fail it early once there are more of them than ``max_error_rate`` would allow even
+at ``min_requests``. The comparison gates also need ``min_requests`` on the stable side; when
+the stable version gets no traffic (the 100 % step) only the error rate is judged.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class GateVerdict:
     insufficient: bool = False
     reasons: tuple[str, ...] = ()
     values: Mapping[str, float] = field(default_factory=dict)
+    gates: tuple[str, ...] = ()  # names of the failed gates: error_rate, latency, drift
 
     @staticmethod
     def passed(**values: float) -> GateVerdict:
@@ -79,10 +81,15 @@ def class_drift(a: Mapping[int, int], b: Mapping[int, int]) -> float:
 def evaluate(stable: WindowStats, candidate: WindowStats, cfg: GateConfig) -> GateVerdict:
     values: dict[str, float] = {"candidate_error_rate": candidate.error_rate}
     reasons: list[str] = []
-    enough = candidate.requests >= cfg.min_requests and stable.requests >= cfg.min_requests
+    gates: list[str] = []
+    judged = candidate.requests >= cfg.min_requests
+    # Comparisons need both sides; at 100 % the stable version gets no traffic, and then only
+    # the candidate's own error rate is judged.
+    enough = judged and stable.requests >= cfg.min_requests
     if cfg.max_error_rate is not None:
         early = candidate.errors > cfg.max_error_rate * cfg.min_requests
-        if (enough or early) and candidate.error_rate > cfg.max_error_rate:
+        if (judged or early) and candidate.error_rate > cfg.max_error_rate:
+            gates.append("error_rate")
             reasons.append(
                 f"error rate {candidate.error_rate:.2%} > {cfg.max_error_rate:.2%} "
                 f"({candidate.errors} of {candidate.requests})"
@@ -90,17 +97,22 @@ def evaluate(stable: WindowStats, candidate: WindowStats, cfg: GateConfig) -> Ga
     if enough and cfg.max_p99_ratio is not None and candidate.p99 and stable.p99:
         ratio = values["p99_ratio"] = candidate.p99 / stable.p99
         if ratio > cfg.max_p99_ratio:
+            gates.append("latency")
             reasons.append(f"p99 {ratio:.2f}x the stable version's > {cfg.max_p99_ratio:.2f}x")
     if enough and candidate.outputs and stable.outputs:
         s, c = stable.outputs, candidate.outputs
         if cfg.max_class_drift is not None and s.classes and c.classes:
             drift = values["class_drift"] = class_drift(s.classes, c.classes)
             if drift > cfg.max_class_drift:
+                gates.append("drift")
                 reasons.append(f"predicted classes drifted {drift:.3f} > {cfg.max_class_drift}")
         if cfg.max_mean_shift is not None:
             shift = values["mean_shift"] = abs(c.mean - s.mean) / max(s.std, 1e-12)
             if shift > cfg.max_mean_shift:
+                gates.append("drift")
                 reasons.append(f"output mean shifted {shift:.2f} sd > {cfg.max_mean_shift} sd")
     if reasons:
-        return GateVerdict(failed=True, reasons=tuple(reasons), values=values)
-    return GateVerdict(insufficient=not enough, values=values)
+        return GateVerdict(
+            failed=True, reasons=tuple(reasons), values=values, gates=tuple(dict.fromkeys(gates))
+        )
+    return GateVerdict(insufficient=not judged, values=values)
