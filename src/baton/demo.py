@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 __all__ = [
     "affine_model",
+    "fragile_model",
     "identity_model",
     "mlp_model",
     "slow_model",
@@ -72,6 +73,34 @@ def affine_model(
         [helper.make_tensor_value_info(input_name, datatype, ["batch", width])],
         outputs,
         inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model
+
+
+def fragile_model(offset: float, fail_above: float = 10.0, width: int = 4) -> onnx.ModelProto:
+    """``y = x + offset`` that fails (ONNX Runtime raises) whenever any ``x`` reaches
+    ``fail_above``: a Gather reads index ``floor(max(x) / fail_above)`` of a 1-element table.
+    Warm-up's small synthetic inputs pass; large client inputs make the version error."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMax", ["x"], ["top"], keepdims=0),
+            helper.make_node("Div", ["top", "limit"], ["scaled"]),
+            helper.make_node("Floor", ["scaled"], ["floored"]),
+            helper.make_node("Cast", ["floored"], ["index"], to=TensorProto.INT64),
+            helper.make_node("Gather", ["table", "index"], ["zero"]),
+            helper.make_node("Add", ["x", "offset"], ["shifted"]),
+            helper.make_node("Add", ["shifted", "zero"], ["y"]),
+        ],
+        "fragile",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+        [
+            numpy_helper.from_array(np.array(fail_above, np.float32), "limit"),
+            numpy_helper.from_array(np.zeros(1, np.float32), "table"),
+            numpy_helper.from_array(np.full((width,), offset, np.float32), "offset"),
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8

@@ -49,6 +49,7 @@ class RolloutRequest:
     gates: GateConfig
     stable: int | None = None
     step: int = 0
+    paused: bool = False
 
 
 @dataclass(eq=False)

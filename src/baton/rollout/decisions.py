@@ -29,11 +29,10 @@ def rollout_on_serve(
         stable = request.stable if request.stable is not None else before
         if stable is None or stable == version:
             return None
-        rollout = Rollout.start(m.name, stable, version, request.plan, now)
-        if request.step:
-            rollout = Rollout(m.name, stable, version, request.plan, request.step,
-                              RolloutStatus.RUNNING, now)  # fmt: skip
-        return rollout, request.gates
+        status = RolloutStatus.PAUSED if request.paused else RolloutStatus.RUNNING
+        return Rollout(m.name, stable, version, request.plan, request.step, status, now), (
+            request.gates
+        )
     cfg = m.settings.rollout
     if (
         cfg.mode != "canary"
@@ -82,4 +81,5 @@ def request_from(data: dict) -> RolloutRequest:
         gates=GateConfig(**data["gates"]),
         stable=data["stable"],
         step=data["step"],
+        paused=data["status"] == RolloutStatus.PAUSED,
     )
