@@ -20,6 +20,7 @@ from baton.handle import HandleClosed, VersionHandle
 from baton.lifecycle import VersionState
 from baton.manager import Manager
 from baton.metrics import Metrics
+from baton.rollout.shadow import ShadowRunner
 from baton.routing import choose_handle
 from baton.split import WeylSequence, split_point
 from baton.types import datatype_of
@@ -68,6 +69,7 @@ class DataPlane:
         self.session_parameter = session_parameter
         self.shutting_down = False
         self._points = WeylSequence()
+        self.shadow = ShadowRunner()
 
     # ---- health and metadata ------------------------------------------------------------
     def live(self) -> bool:
@@ -112,7 +114,8 @@ class DataPlane:
 
         While a canary splits traffic, an unversioned request that the candidate fails is
         answered by the stable version instead (the failure still counts against the
-        candidate), so a bad candidate costs clients nothing."""
+        candidate), so a bad candidate costs clients nothing. In a shadow step, a copy of each
+        unversioned request goes to the candidate after the stable version has answered."""
         for _ in range(2):
             route = self._manager.serving_map.get(model)
             if route is None:
@@ -129,6 +132,13 @@ class DataPlane:
                 if stable is None or handle is stable:
                     raise
                 handle, outputs = stable, await self._run(stable, request)
+            if canary is not None and canary.shadow and handle.version == canary.stable:
+                candidate = route.versions.get(canary.candidate)
+                if candidate is not None:  # a copy for the candidate; the caller is not kept
+                    self.shadow.offer(
+                        candidate, request.inputs, request.outputs, outputs,
+                        handle.inflight, canary.shadow,
+                    )  # fmt: skip
             types = handle.output_datatypes
             return InferResponse(
                 model,

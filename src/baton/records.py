@@ -128,4 +128,5 @@ class ModelRecord:
         r = self.rollout
         if r is None or not {r.stable, r.candidate} <= set(self.serving()):
             return None
-        return Canary(r.stable, r.candidate, r.weight)
+        shadow = self.settings.rollout.shadow_fraction if r.shadowing else 0.0
+        return Canary(r.stable, r.candidate, r.weight, shadow)

@@ -200,6 +200,8 @@ class BatonServer:
         for task in self._source_tasks:
             task.cancel()
         await asyncio.gather(*self._source_tasks, return_exceptions=True)
+        await self.dataplane.shadow.drain()
+        self.dataplane.shadow.shutdown()
         await self.manager.stop()
         self.executor.shutdown(wait=True)
         log.info("baton stopped")

@@ -19,11 +19,14 @@ __all__ = ["Canary", "ModelRoute", "ServingMap"]
 @dataclass(frozen=True, slots=True)
 class Canary:
     """Unversioned traffic split: requests whose point is below ``weight`` go to ``candidate``,
-    the rest to ``stable`` (see :mod:`baton.split`)."""
+    the rest to ``stable`` (see :mod:`baton.split`). With ``shadow`` > 0 (at a 0 % weight) every
+    unversioned request is answered by ``stable`` and that share of them is copied to
+    ``candidate``."""
 
     stable: int
     candidate: int
     weight: float
+    shadow: float = 0.0  # share of unversioned traffic copied to the candidate (0 = none)
 
 
 @dataclass(frozen=True, slots=True)

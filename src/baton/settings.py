@@ -93,6 +93,7 @@ class GateSettings(_Strict):
     max_class_drift: float | None = Field(default=0.1, ge=0, le=1)
     max_mean_shift: float | None = Field(default=0.5, ge=0)
     min_requests: int = Field(default=50, ge=1)
+    min_shadow_agreement: float | None = Field(default=0.99, ge=0, le=1)
 
     def config(self) -> GateConfig:
         return GateConfig(**self.model_dump())
@@ -104,6 +105,9 @@ class RolloutSettings(_Strict):
     mode: Literal["immediate", "canary"] = "immediate"
     steps: tuple[float, ...] = (1, 5, 25, 50, 100)
     interval: float = Field(default=30.0, ge=0, description="seconds per step")
+    shadow_fraction: float = Field(
+        default=1.0, gt=0, le=1, description="share of eligible requests copied at a 0 % step"
+    )
     gates: GateSettings = GateSettings()
 
     @model_validator(mode="after")

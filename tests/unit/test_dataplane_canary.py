@@ -1,5 +1,6 @@
 """The data plane during a rollout: weighted and sticky routing, windows, safe candidate."""
 
+import asyncio
 from dataclasses import replace
 
 import numpy as np
@@ -91,3 +92,43 @@ async def test_windows_reset_at_each_step_and_vanish_after_the_rollout(h):
     h.manager.apply_rollout("m", r.promote())
     await h.settle()
     assert h.manager.model("m").versions[2].handle.window is None
+
+
+SHADOW = RolloutSettings(mode="canary", steps=(0, 100), interval=30)
+
+
+async def test_shadow_step_answers_with_stable_and_compares_copies(tmp_path):
+    h = Harness(tmp_path)
+    h.offer(rollout=SHADOW)
+    h.add(1)
+    await h.settle()
+    h.add(2)  # y = x + 2: every shadow answer disagrees with the stable y = x + 1
+    await h.settle()
+    route = h.manager.serving_map.get("m")
+    assert route.canary.shadow and route.canary.weight == 0.0
+    plane = DataPlane(h.manager, Metrics())
+    answers = []
+    for _ in range(30):
+        answers.append(await plane.infer("m", None, request(value=1.0)))
+        await plane.shadow.drain()
+    assert {a.model_version for a in answers} == {"1"}
+    assert all(float(a.outputs[0].data[0, 0]) == 2.0 for a in answers)
+    stats = h.manager.model("m").versions[2].handle.window.stats()
+    assert stats.compared == 30 and stats.agreed == 0 and stats.max_abs_diff == 1.0
+    assert stats.requests == 30  # shadow answers feed the candidate's window
+
+
+async def test_shadow_copies_beyond_the_limit_are_dropped(tmp_path):
+    h = Harness(tmp_path)
+    h.offer(rollout=SHADOW)
+    h.add(1)
+    await h.settle()
+    h.add(2, offset=1.0, predict_seconds=0.05)
+    await h.settle()
+    plane = DataPlane(h.manager, Metrics())
+    await asyncio.gather(*(plane.infer("m", None, request()) for _ in range(10)))
+    await plane.shadow.drain()
+    window = h.manager.model("m").versions[2].handle.window
+    stats = window.stats()
+    assert stats.compared + window.shadow_skipped == 10 and window.shadow_skipped >= 1
+    assert stats.agreed == stats.compared

@@ -73,7 +73,15 @@ def test_operator_actions():
 
 @pytest.mark.parametrize(
     ("steps", "interval"),
-    [((), 30), ((1, 50), 30), ((10, 5, 100), 30), ((0, 100), 30), ((50, 100), -1), ((1, 150), 1)],
+    [
+        ((), 30),
+        ((1, 50), 30),
+        ((10, 5, 100), 30),
+        ((10, 0, 100), 30),
+        ((-1, 100), 30),
+        ((50, 100), -1),
+        ((1, 150), 1),
+    ],
 )
 def test_bad_plans_are_refused(steps, interval):
     with pytest.raises(ValueError):
@@ -184,3 +192,16 @@ def test_rate_limit_wait_is_the_remaining_interval():
 
 def test_coalesce_takes_the_newest():
     assert coalesce([3, 7, 5]) == 7 and coalesce([]) is None
+
+
+@pytest.mark.parametrize(
+    ("compared", "agreed", "failed"),
+    [(100, 100, False), (100, 99, False), (100, 98, True), (100, 0, True), (0, 0, False)],
+)
+def test_shadow_agreement_gate(compared, agreed, failed):
+    cfg = GateConfig(min_requests=10, min_shadow_agreement=0.99)
+    candidate = WindowStats(requests=100, compared=compared, agreed=agreed, max_abs_diff=0.5)
+    verdict = evaluate(WindowStats(requests=100), candidate, cfg)
+    assert verdict.failed is failed
+    if failed:
+        assert verdict.gates == ("shadow_agreement",) and "max abs diff 0.5" in verdict.reasons[0]

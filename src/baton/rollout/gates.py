@@ -14,6 +14,9 @@ Nothing is judged before the candidate has ``min_requests`` requests ("insuffici
 that errors fail it early once there are more of them than ``max_error_rate`` would allow even
 at ``min_requests``. The comparison gates also need ``min_requests`` on the stable side; when
 the stable version gets no traffic (the 100 % step) only the error rate is judged.
+
+In shadow mode (a 0 % step) the candidate's answers are also compared with the stable
+version's: the share that agree must be at least ``min_shadow_agreement``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class GateConfig:
     max_class_drift: float | None = 0.1
     max_mean_shift: float | None = 0.5
     min_requests: int = 50
+    min_shadow_agreement: float | None = 0.99  # share of shadow answers matching the stable
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,9 @@ class WindowStats:
     errors: int = 0
     p99: float | None = None
     outputs: OutputSummary | None = None
+    compared: int = 0  # shadow answers compared with the stable version's
+    agreed: int = 0
+    max_abs_diff: float = 0.0
 
     @property
     def error_rate(self) -> float:
@@ -111,6 +118,15 @@ def evaluate(stable: WindowStats, candidate: WindowStats, cfg: GateConfig) -> Ga
             if shift > cfg.max_mean_shift:
                 gates.append("drift")
                 reasons.append(f"output mean shifted {shift:.2f} sd > {cfg.max_mean_shift} sd")
+    if judged and cfg.min_shadow_agreement is not None and candidate.compared:
+        agreement = values["shadow_agreement"] = candidate.agreed / candidate.compared
+        values["shadow_max_abs_diff"] = candidate.max_abs_diff
+        if agreement < cfg.min_shadow_agreement:
+            gates.append("shadow_agreement")
+            reasons.append(
+                f"shadow answers agreed {agreement:.2%} < {cfg.min_shadow_agreement:.2%} "
+                f"(max abs diff {candidate.max_abs_diff:.4g})"
+            )
     if reasons:
         return GateVerdict(
             failed=True, reasons=tuple(reasons), values=values, gates=tuple(dict.fromkeys(gates))

@@ -33,7 +33,8 @@ FINISHED = frozenset({RolloutStatus.PROMOTED, RolloutStatus.ROLLED_BACK, Rollout
 
 @dataclass(frozen=True, slots=True)
 class RolloutPlan:
-    """Candidate weights in percent (strictly increasing, ending at 100) and seconds per step."""
+    """Candidate weights in percent (strictly increasing, ending at 100) and seconds per step.
+    A first step of 0 is a shadow step: the candidate gets copies of live traffic, no answers."""
 
     steps: tuple[float, ...] = (1, 5, 25, 50, 100)
     interval: float = 30.0
@@ -41,8 +42,8 @@ class RolloutPlan:
     def __post_init__(self) -> None:
         if not self.steps or self.steps[-1] != 100:
             raise ValueError("rollout steps must end at 100 (%)")
-        if any(not 0 < s <= 100 for s in self.steps):
-            raise ValueError("rollout steps are percentages in (0, 100]")
+        if any(not 0 <= s <= 100 for s in self.steps) or 0 in self.steps[1:]:
+            raise ValueError("rollout steps are percentages in (0, 100]; only the first may be 0")
         if any(b <= a for a, b in zip(self.steps, self.steps[1:], strict=False)):
             raise ValueError("rollout steps must increase")
         if self.interval < 0:
@@ -72,6 +73,11 @@ class Rollout:
         if self.status in (RolloutStatus.ROLLED_BACK, RolloutStatus.ABORTED):
             return 0.0
         return self.plan.steps[self.step] / 100
+
+    @property
+    def shadowing(self) -> bool:
+        """At a 0 % step: the candidate sees copies of traffic and answers nobody."""
+        return not self.finished and self.plan.steps[self.step] == 0
 
     @property
     def finished(self) -> bool:
