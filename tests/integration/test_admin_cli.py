@@ -165,3 +165,23 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(server_factory, tmp_
     assert time.perf_counter() - started < 30
     log = server.output()
     assert "DRAINING" in log and "UNLOADED" in log and "baton stopped" in log
+
+
+def test_rollout_via_cli(server_factory, repo):
+    server = server_factory(repo)
+    assert cli(server.url, "pin", "m", "1").returncode == 0
+    wait_for(lambda: served_version(server.url) == "1")
+    out = cli(
+        server.url, "rollout", "start", "m", "--to", "2", "--steps", "20,100", "--interval", "1m"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "RUNNING v1 → v2, step 1/2 (20% → 100%), candidate weight 20%" in out.stdout
+    status = cli(server.url, "rollout", "status", "m")
+    assert "RUNNING" in status.stdout and "VERSION" in status.stdout
+    again = cli(server.url, "rollout", "start", "m", "--to", "2")
+    assert again.returncode != 0 and "already has a rollout" in again.stderr
+    aborted = cli(server.url, "rollout", "abort", "m")
+    assert aborted.returncode == 0 and "no rollout in progress" in aborted.stdout
+    assert httpx.get(f"{server.url}/admin/models/m").json()["default_version"] == 1
+    bad = cli(server.url, "rollout", "start", "m", "--to", "2", "--steps", "50,20")
+    assert bad.returncode != 0 and "400" in bad.stderr

@@ -128,3 +128,20 @@ async def test_restored_rollout_resumes_at_its_step(tmp_path):
     assert (h.state(1), h.state(2)) == (S.SERVING, S.SERVING)
     assert h.default() == 1 and route(h).canary == Canary(1, 2, 0.10)
     assert h.manager.model("m").rollout.step == 1
+
+
+async def test_promotion_replaces_an_earlier_pin(tmp_path):
+    h = Harness(tmp_path)
+    h.add(1)
+    await h.settle()
+    h.manager.pin("m", 1)  # hold version 1 while version 2 is published
+    h.add(2)
+    await h.settle()
+    assert h.default() == 1
+    h.manager.start_rollout("m", 2, RolloutPlan((50, 100), 0), GateConfig())
+    await h.settle()
+    r = h.manager.model("m").rollout
+    h.manager.apply_rollout("m", r.promote())
+    await h.settle()
+    assert h.default() == 2 and h.manager.model("m").pinned is None
+    assert h.state(1) is S.UNLOADED

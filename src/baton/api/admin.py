@@ -16,7 +16,8 @@ from baton import __version__
 from baton.api.context import context
 from baton.api.rest import json_body, json_response
 from baton.audit import read_audit_log
-from baton.errors import InvalidRequest, NotFound
+from baton.errors import InvalidRequest, NotFound, Unavailable
+from baton.lifecycle import VersionState
 from baton.records import ModelRecord
 from baton.rollout.decisions import describe
 from baton.rollout.schedule import RolloutPlan
@@ -182,7 +183,8 @@ def rollout_view(ctx, name: str) -> dict:
 
 async def start_rollout(request: Request) -> Response:
     """
-    summary: Roll a model out to a version as a staged canary (loading it if needed).
+    summary: Roll a model out to a version as a staged canary (loading it first if needed);
+      answers once the rollout has started.
     requestBody:
       content: {application/json: {schema: {$ref: "#/components/schemas/RolloutBody"}}}
     responses:
@@ -205,6 +207,17 @@ async def start_rollout(request: Request) -> Response:
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
     ctx.manager.start_rollout(name, body.version, plan, cfg.gates.config())
+    candidate = lambda: m.versions.get(body.version)  # noqa: E731
+    await ctx.manager.wait_until(
+        lambda: (
+            m.rollout is not None
+            or (candidate() is not None and candidate().state is VersionState.FAILED)
+        ),
+        timeout=300,
+    )
+    record = candidate()
+    if m.rollout is None and record is not None and record.state is VersionState.FAILED:
+        raise Unavailable(f"version {body.version} failed to load: {record.message}")
     return json_response(rollout_view(ctx, name))
 
 

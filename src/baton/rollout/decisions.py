@@ -51,9 +51,10 @@ def finish(m: ModelRecord, rollout: Rollout) -> None:
     m.rollout = None
     m.rollout_request = None
     if rollout.status is RolloutStatus.PROMOTED:
+        # The candidate must win afterwards: any earlier pin gives way to it, and it is pinned
+        # itself only when the version policy alone would not choose it.
         chosen = policy.select_aspired(m.offered_versions(), m.settings.version_policy)
-        if rollout.candidate not in chosen:
-            m.pinned = rollout.candidate
+        m.pinned = None if rollout.candidate in chosen else rollout.candidate
     else:
         files = m.available.get(rollout.candidate)
         if files is not None:
