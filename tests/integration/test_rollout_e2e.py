@@ -170,7 +170,9 @@ def test_kill_9_mid_rollout_resumes_from_the_last_step(server_factory, tmp_path)
     root = tmp_path / "repo"
     write_version(root / "m", 1, affine_model(1.0))
     write_version(root / "m", 2, affine_model(1.0))
-    (root / "m" / "model.yaml").write_text("version_policy: {specific: [1]}\n")
+    (root / "m" / "model.yaml").write_text(
+        "version_policy: {specific: [1]}\nrollout: {gates: {min_requests: 30, max_p99_ratio: 20}}\n"
+    )
     server = server_factory(root, env=FAST)
     r = httpx.post(
         f"{server.url}/admin/models/m/rollout",

@@ -71,6 +71,11 @@ def rollout(url: str) -> dict | None:
     return httpx.get(f"{url}/admin/models/m/rollout").json()
 
 
+def last_rollout_event(url: str) -> dict:
+    entries = httpx.get(f"{url}/admin/audit", params={"limit": 2000}).json()["entries"]
+    return [e for e in entries if e["kind"] == "rollout"][-1]
+
+
 def test_shadow_callers_see_stable_answers_at_unchanged_latency(server_factory, tmp_path):
     """Phases without and with shadow traffic alternate (six without, five with) so that the
     machine's drift averages out; each "with" phase shadows a fresh candidate version and is
@@ -88,7 +93,9 @@ def test_shadow_callers_see_stable_answers_at_unchanged_latency(server_factory, 
         write_version(root / "m", candidate, affine_model(1.0))  # agrees: stays in shadow
         wait_for(lambda c=candidate: (rollout(server.url)["rollout"] or {}).get("candidate") == c)
         on += measure(server.url, versions, wrong)
-        shadow = rollout(server.url)["windows"][str(candidate)]
+        view = rollout(server.url)
+        assert view["rollout"] is not None, last_rollout_event(server.url)  # still shadowing
+        shadow = view["windows"][str(candidate)]
         compared.append((shadow["compared"], shadow["agreed"]))
         assert httpx.post(f"{server.url}/admin/models/m/rollout/abort").status_code == 200
         off += measure(server.url, versions, wrong)

@@ -16,6 +16,7 @@ from baton.rollout import (
     evaluate,
     swap_decision,
 )
+from baton.rollout.gates import class_drift
 
 PLAN = RolloutPlan((1, 10, 50, 100), interval=30)
 PASS, FAIL = GateVerdict.passed(), GateVerdict(failed=True, reasons=("error rate 9%",))
@@ -205,3 +206,34 @@ def test_shadow_agreement_gate(compared, agreed, failed):
     assert verdict.failed is failed
     if failed:
         assert verdict.gates == ("shadow_agreement",) and "max abs diff 0.5" in verdict.reasons[0]
+
+
+def test_drift_gates_allow_for_sampling_noise_of_small_windows():
+    cfg = GateConfig(min_requests=10, max_class_drift=0.1, max_mean_shift=0.5, max_p99_ratio=None)
+    # Two small samples of the same uniform 4-class behaviour can differ by more than 0.1.
+    stable = WindowStats(
+        1000, 0, None, OutputSummary(1.0, 1.0, {0: 250, 1: 250, 2: 250, 3: 250}, 4000)
+    )
+    noisy = WindowStats(200, 0, None, OutputSummary(1.05, 1.0, {0: 30, 1: 70, 2: 45, 3: 55}, 800))
+    assert class_drift(stable.outputs.classes, noisy.outputs.classes) > 0.1
+    assert not evaluate(stable, noisy, cfg).failed
+    # Real drift is still caught at the same sizes.
+    drifted = WindowStats(200, 0, None, OutputSummary(1.0, 1.0, {0: 120, 1: 30, 2: 25, 3: 25}, 800))
+    assert evaluate(stable, drifted, cfg).gates == ("drift",)
+    shifted = WindowStats(200, 0, None, OutputSummary(2.0, 1.0, {0: 50, 1: 50, 2: 50, 3: 50}, 800))
+    assert evaluate(stable, shifted, cfg).gates == ("drift",)
+    # With only 30 values each, a 0.6 sd shift is within noise; 3 sd is not.
+    few = WindowStats(30, 0, None, OutputSummary(0.0, 1.0, None, 30))
+    assert not evaluate(
+        few, WindowStats(30, 0, None, OutputSummary(0.6, 1.0, None, 30)), cfg
+    ).failed
+    assert evaluate(few, WindowStats(30, 0, None, OutputSummary(3.0, 1.0, None, 30)), cfg).failed
+
+
+def test_latency_is_not_judged_on_a_handful_of_requests():
+    cfg = GateConfig(min_requests=30, max_p99_ratio=1.5)
+    slow = WindowStats(100, 0, 0.050)  # one stall decides a p99 over 100 requests
+    assert not evaluate(WindowStats(900, 0, 0.002), slow, cfg).failed
+    assert evaluate(WindowStats(900, 0, 0.002), WindowStats(300, 0, 0.050), cfg).gates == (
+        "latency",
+    )

@@ -4,7 +4,8 @@ of live statistics for the two versions side by side.
 Three gates, each skipped when its threshold is ``None``:
 
 - error rate: the candidate's share of failed requests must not exceed ``max_error_rate``;
-- latency: candidate p99 ÷ stable p99 must not exceed ``max_p99_ratio``;
+- latency: candidate p99 ÷ stable p99 must not exceed ``max_p99_ratio`` (judged once both
+  windows hold ``LATENCY_MIN_SAMPLES`` requests);
 - output drift: the shift of the candidate's output mean, in units of the stable version's
   standard deviation, must not exceed ``max_mean_shift``; and where outputs are class scores,
   the total variation distance between the two versions' predicted-class distributions must
@@ -15,16 +16,31 @@ that errors fail it early once there are more of them than ``max_error_rate`` wo
 at ``min_requests``. The comparison gates also need ``min_requests`` on the stable side; when
 the stable version gets no traffic (the 100 % step) only the error rate is judged.
 
+Drift is judged against the larger of the configured threshold and the sampling noise of the
+two windows' sizes (about three standard errors), so two samples of the same behaviour never
+look like drift just because a window is small.
+
 In shadow mode (a 0 % step) the candidate's answers are also compared with the stable
 version's: the share that agree must be at least ``min_shadow_agreement``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["GateConfig", "GateVerdict", "OutputSummary", "WindowStats", "evaluate"]
+__all__ = [
+    "LATENCY_MIN_SAMPLES",
+    "GateConfig",
+    "GateVerdict",
+    "OutputSummary",
+    "WindowStats",
+    "evaluate",
+]
+
+#: A p99 over fewer requests is little more than the maximum: one stall would decide it.
+LATENCY_MIN_SAMPLES = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +61,7 @@ class OutputSummary:
     mean: float = 0.0
     std: float = 0.0
     classes: Mapping[int, int] | None = None
+    n: int = 0  # output values summarised (0 = unknown: no sampling-noise allowance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +94,23 @@ class GateVerdict:
         return GateVerdict(values=values)
 
 
+def mean_shift_noise(n_stable: int, n_candidate: int) -> float:
+    """Three standard errors of a standardized mean difference between two samples."""
+    if not n_stable or not n_candidate:
+        return 0.0
+    return 3.0 * math.sqrt(1 / n_stable + 1 / n_candidate)
+
+
+def class_drift_noise(a: Mapping[int, int], b: Mapping[int, int]) -> float:
+    """A ~3-sigma bound on the total variation distance between two samples of one
+    distribution over K classes: 1.5 · √K · √(1/n₁ + 1/n₂)."""
+    na, nb = sum(a.values()), sum(b.values())
+    if not na or not nb:
+        return 0.0
+    k = len(set(a) | set(b))
+    return 1.5 * math.sqrt(k) * math.sqrt(1 / na + 1 / nb)
+
+
 def class_drift(a: Mapping[int, int], b: Mapping[int, int]) -> float:
     """Total variation distance between two class histograms, in [0, 1]."""
     ta, tb = sum(a.values()), sum(b.values())
@@ -101,7 +135,10 @@ def evaluate(stable: WindowStats, candidate: WindowStats, cfg: GateConfig) -> Ga
                 f"error rate {candidate.error_rate:.2%} > {cfg.max_error_rate:.2%} "
                 f"({candidate.errors} of {candidate.requests})"
             )
-    if enough and cfg.max_p99_ratio is not None and candidate.p99 and stable.p99:
+    latency_judged = min(candidate.requests, stable.requests) >= max(
+        cfg.min_requests, LATENCY_MIN_SAMPLES
+    )
+    if latency_judged and cfg.max_p99_ratio is not None and candidate.p99 and stable.p99:
         ratio = values["p99_ratio"] = candidate.p99 / stable.p99
         if ratio > cfg.max_p99_ratio:
             gates.append("latency")
@@ -110,14 +147,16 @@ def evaluate(stable: WindowStats, candidate: WindowStats, cfg: GateConfig) -> Ga
         s, c = stable.outputs, candidate.outputs
         if cfg.max_class_drift is not None and s.classes and c.classes:
             drift = values["class_drift"] = class_drift(s.classes, c.classes)
-            if drift > cfg.max_class_drift:
+            limit = max(cfg.max_class_drift, class_drift_noise(s.classes, c.classes))
+            if drift > limit:
                 gates.append("drift")
-                reasons.append(f"predicted classes drifted {drift:.3f} > {cfg.max_class_drift}")
+                reasons.append(f"predicted classes drifted {drift:.3f} > {limit:.3f}")
         if cfg.max_mean_shift is not None:
             shift = values["mean_shift"] = abs(c.mean - s.mean) / max(s.std, 1e-12)
-            if shift > cfg.max_mean_shift:
+            limit = max(cfg.max_mean_shift, mean_shift_noise(s.n, c.n))
+            if shift > limit:
                 gates.append("drift")
-                reasons.append(f"output mean shifted {shift:.2f} sd > {cfg.max_mean_shift} sd")
+                reasons.append(f"output mean shifted {shift:.2f} sd > {limit:.2f} sd")
     if judged and cfg.min_shadow_agreement is not None and candidate.compared:
         agreement = values["shadow_agreement"] = candidate.agreed / candidate.compared
         values["shadow_max_abs_diff"] = candidate.max_abs_diff

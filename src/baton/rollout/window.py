@@ -115,7 +115,7 @@ class VersionWindow:
         if self._n:
             mean = self._sum / self._n
             std = math.sqrt(max(self._sumsq / self._n - mean * mean, 0.0))
-            outputs = OutputSummary(mean, std, dict(self._classes) or None)
+            outputs = OutputSummary(mean, std, dict(self._classes) or None, self._n)
         return WindowStats(
             self.requests, self.errors, p99, outputs, self.compared, self.agreed, self.max_abs_diff
         )
