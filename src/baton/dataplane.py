@@ -131,7 +131,10 @@ class DataPlane:
                 stable = route.versions.get(canary.stable) if canary else None
                 if stable is None or handle is stable:
                     raise
-                handle, outputs = stable, await self._run(stable, request)
+                try:
+                    handle, outputs = stable, await self._run(stable, request)
+                except HandleClosed:
+                    continue  # the stable version retired meanwhile; route again
             if canary is not None and canary.shadow and handle.version == canary.stable:
                 candidate = route.versions.get(canary.candidate)
                 if candidate is not None:  # a copy for the candidate; the caller is not kept
