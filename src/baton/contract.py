@@ -67,19 +67,20 @@ def apply_overrides(
         unknown = by_name.keys() - {t.name for t in specs}
         if unknown:
             raise ValueError(f"model.yaml overrides unknown {kind} {sorted(unknown)}")
-        return tuple(
-            TensorSpec(
-                t.name,
-                by_name[t.name].datatype or t.datatype if t.name in by_name else t.datatype,
-                tuple(by_name[t.name].shape)
-                if t.name in by_name and by_name[t.name].shape is not None
-                else t.shape,
-            )
-            for t in specs
-        )
+        return tuple(_override(t, by_name.get(t.name)) for t in specs)
 
     return Signature(
         patch(signature.inputs, inputs, "input"), patch(signature.outputs, outputs, "output")
+    )
+
+
+def _override(spec: TensorSpec, override: TensorOverride | None) -> TensorSpec:
+    if override is None:
+        return spec
+    return TensorSpec(
+        spec.name,
+        override.datatype or spec.datatype,
+        tuple(override.shape) if override.shape is not None else spec.shape,
     )
 
 

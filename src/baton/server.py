@@ -118,7 +118,7 @@ class BatonServer:
             self.audit.path if self.audit else None,
         )
         self._grpc: grpc.aio.Server | None = None
-        self._source_tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task] = []
         self.app = FastInferPath(self._build_app(), self.context)
 
     @staticmethod
@@ -181,10 +181,10 @@ class BatonServer:
             )
             log.info("gRPC serving on %s:%d", self.settings.host, self.settings.grpc_port)
         loop = asyncio.get_running_loop()
-        self._source_tasks.append(loop.create_task(self._tune_gc_once_synced()))
-        self._source_tasks.append(loop.create_task(self.rollouts.run(), name="rollouts"))
+        self._tasks.append(loop.create_task(self._tune_gc_once_synced()))
+        self._tasks.append(loop.create_task(self.rollouts.run(), name="rollouts"))
         for source in self.sources:
-            self._source_tasks.append(
+            self._tasks.append(
                 loop.create_task(source.run(self.manager.publish), name=f"source {source.name}")
             )
 
@@ -197,9 +197,9 @@ class BatonServer:
         if self._grpc is not None:
             # stop accepting RPCs; those in flight get up to the shutdown timeout to finish
             await self._grpc.stop(grace=self.settings.shutdown_timeout)
-        for task in self._source_tasks:
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._source_tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.dataplane.shadow.drain()
         self.dataplane.shadow.shutdown()
         await self.manager.stop()

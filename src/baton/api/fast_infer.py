@@ -1,6 +1,7 @@
 """The hot route, served as raw ASGI: ``POST /v2/models/{m}[/versions/{v}]/infer``.
 
-Every other route goes through Starlette. Inference requests skip Starlette's router,
+This is the only implementation of infer over HTTP; every other route goes through Starlette.
+Inference requests skip Starlette's router,
 middleware and Request/Response objects (they cost as much per request as everything Baton
 itself does), but get the same codec, data plane, errors and metrics as the rest of the API.
 """
@@ -49,12 +50,13 @@ class FastInferPath:
         self.limit = ctx.settings.max_request_bytes
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            route = infer_route(scope["path"])
-            if route is not None:
-                await self._infer(scope, receive, send, *route)
-                return
-        await self.app(scope, receive, send)
+        route = infer_route(scope["path"]) if scope["type"] == "http" else None
+        if route is None:
+            await self.app(scope, receive, send)
+        elif scope["method"] == "POST":
+            await self._infer(scope, receive, send, *route)
+        else:
+            await _respond(send, 405, _error("infer takes POST"), {"allow": "POST"})
 
     async def _infer(self, scope, receive, send, model: str, version: str | None) -> None:
         headers = dict(scope["headers"])
@@ -80,13 +82,7 @@ class FastInferPath:
             log.exception("unexpected error on %s", scope["path"])
             status, content = 500, _error(f"internal error: {type(exc).__name__}: {exc}")
             extra = {}
-        response_headers = [
-            (b"content-type", extra.pop("content-type", "application/json").encode()),
-            (b"content-length", str(len(content)).encode()),
-            *((k.lower().encode(), v.encode()) for k, v in extra.items()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": content})
+        await _respond(send, status, content, extra)
 
     async def _body(self, headers: dict[bytes, bytes], receive) -> bytes | None:
         declared = headers.get(b"content-length")
@@ -106,6 +102,16 @@ class FastInferPath:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _respond(send, status: int, content: bytes, headers: dict[str, str]) -> None:
+    response_headers = [
+        (b"content-type", headers.pop("content-type", "application/json").encode()),
+        (b"content-length", str(len(content)).encode()),
+        *((k.lower().encode(), v.encode()) for k, v in headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": response_headers})
+    await send({"type": "http.response.body", "body": content})
 
 
 def _error(message: str) -> bytes:

@@ -1,4 +1,5 @@
-"""Open Inference Protocol (KServe v2) over HTTP: health, metadata, infer, model repository.
+"""Open Inference Protocol (KServe v2) over HTTP: health, metadata, model repository, metrics.
+Inference itself is served by :mod:`baton.api.fast_infer` in front of these routes.
 
 Handlers only translate: body → :class:`InferRequest` → :class:`DataPlane` → body. Errors are
 answered as ``{"error": "..."}`` with the status the error class carries (see
@@ -15,7 +16,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from baton.api.context import context
-from baton.api.http_codec import HEADER_LENGTH, decompress, encode_response, parse_request
 from baton.errors import InvalidRequest, PayloadTooLarge
 
 __all__ = ["json_body", "json_response", "read_body", "routes"]
@@ -82,20 +82,6 @@ async def model_ready(request: Request) -> Response:
     return json_response({"error": f"model '{p['model']}' {what} is not ready"}, 400)
 
 
-async def infer(request: Request) -> Response:
-    ctx = context(request)
-    limit = ctx.settings.max_request_bytes
-    body = decompress(
-        await read_body(request, limit), request.headers.get("content-encoding"), limit
-    )
-    parsed = parse_request(body, request.headers.get(HEADER_LENGTH))
-    p = request.path_params
-    result = await ctx.dataplane.infer(p["model"], p.get("version"), parsed.request)
-    content, headers = encode_response(result, parsed)
-    media_type = headers.pop("content-type")
-    return Response(content, headers=headers, media_type=media_type)
-
-
 async def repository_index(request: Request) -> Response:
     doc = await json_body(request)
     rows = context(request).repository.index(ready_only=doc.get("ready") is True)
@@ -130,8 +116,6 @@ routes = [
     Route("/v2/models/{model}/versions/{version}", model_metadata),
     Route("/v2/models/{model}/ready", model_ready),
     Route("/v2/models/{model}/versions/{version}/ready", model_ready),
-    Route("/v2/models/{model}/infer", infer, methods=["POST"]),
-    Route("/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"]),
     Route("/v2/repository/index", repository_index, methods=["POST"]),
     Route("/v2/repository/models/{model}/load", repository_load, methods=["POST"]),
     Route("/v2/repository/models/{model}/unload", repository_unload, methods=["POST"]),

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from baton.audit import read_audit_log
@@ -63,7 +64,7 @@ class RolloutController:
             new = advance(rollout, now, verdict)
             if new != rollout:
                 self._manager.apply_rollout(
-                    name, new, verdict=_verdict_json(verdict), failed_gates=list(verdict.gates)
+                    name, new, verdict=asdict(verdict), failed_gates=list(verdict.gates)
                 )
 
     def windows(self, name: str) -> tuple[WindowStats | None, WindowStats | None]:
@@ -92,15 +93,6 @@ class RolloutController:
         }[action](rollout)
         self._manager.apply_rollout(name, new, operator=action)
         return new
-
-
-def _verdict_json(verdict: GateVerdict) -> dict:
-    return {
-        "failed": verdict.failed,
-        "insufficient": verdict.insufficient,
-        "reasons": list(verdict.reasons),
-        "values": dict(verdict.values),
-    }
 
 
 def resume_from_audit(manager: Manager, path: Path) -> list[str]:
