@@ -64,23 +64,42 @@ def _rollout(args: argparse.Namespace) -> None:
         view = _call(args, "GET", path)
     else:
         view = _call(args, "POST", f"{path}/{args.action}")
+    print(format_rollout(args.model, view))
+
+
+def format_rollout(model: str, view: dict) -> str:
+    """The text ``baton rollout`` prints for the admin API's rollout view."""
     r = view["rollout"]
     if r is None:
-        print(f"{args.model}: no rollout in progress")
-        return
+        return f"{model}: no rollout in progress"
     steps = " → ".join(f"{s:g}%" for s in r["steps"])
-    print(
-        f"{args.model}: {r['status']} v{r['stable']} → v{r['candidate']}, step {r['step'] + 1}"
+    lines = [
+        f"{model}: {r['status']} v{r['stable']} → v{r['candidate']}, step {r['step'] + 1}"
         f"/{len(r['steps'])} ({steps}), candidate weight {r['weight'] * 100:g}%"
         + (f" — {r['reason']}" if r.get("reason") else "")
-    )
-    rows = [
-        [v, w["requests"], w["errors"], f"{w['p99'] * 1000:.2f}" if w["p99"] else "-"]
-        for v, w in view["windows"].items()
-        if w
     ]
+    rows = []
+    for v, w in view["windows"].items():
+        if not w:
+            continue
+        shadow = "-"
+        if w["compared"]:
+            shadow = f"{w['agreed']}/{w['compared']} agree, max |diff| {w['max_abs_diff']:.3g}"
+        p99 = f"{w['p99'] * 1000:.2f}" if w["p99"] else "-"
+        rows.append([v, w["requests"], w["errors"], p99, shadow])
     if rows:
-        print(_table(["VERSION", "REQUESTS", "ERRORS", "P99 MS"], rows))
+        lines.append(_table(["VERSION", "REQUESTS", "ERRORS", "P99 MS", "SHADOW"], rows))
+    verdict = view.get("last_verdict")
+    if verdict:
+        state = (
+            "failed"
+            if verdict["failed"]
+            else "waiting for data"
+            if verdict["insufficient"]
+            else "passed"
+        )
+        lines.append(f"gates: {state}" + "".join(f"\n  {reason}" for reason in verdict["reasons"]))
+    return "\n".join(lines)
 
 
 def _seconds(text: str) -> float:
@@ -101,6 +120,9 @@ def _print_models(models: list[dict]) -> None:
             if v["version"] == m["pinned"]:
                 marks.append("pinned")
             marks += [f"@{label}" for label, lv in m["labels"].items() if lv == v["version"]]
+            pending = m.get("pending_update")
+            if pending and v["version"] == pending["version"]:
+                marks.append(f"waiting ({pending['waiting_for']})")
             rows.append(
                 [
                     m["name"],

@@ -48,6 +48,7 @@ class VersionHandle:
         "output_datatypes",
         "output_names",
         "runtime",
+        "served",
         "signature",
         "version",
         "window",
@@ -70,6 +71,7 @@ class VersionHandle:
         self.output_names: tuple[str, ...] = tuple(t.name for t in signature.outputs)
         self.output_datatypes: dict[str, str] = {t.name: t.datatype for t in signature.outputs}
         self.inflight = 0
+        self.served = 0  # requests answered, for the load the update rate limiter sees
         self._executor = executor
         self.batcher = batcher
         self.window: VersionWindow | None = None  # live stats while a rollout involves it
@@ -84,6 +86,7 @@ class VersionHandle:
 
     def release(self) -> None:
         self.inflight -= 1
+        self.served += 1
         if self.inflight == 0 and self._idle is not None:
             self._idle.set()
 

@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
+from dataclasses import asdict
 
 from baton import policy
 from baton.artifacts.verify import verify_version
@@ -34,10 +35,10 @@ from baton.lifecycle import VersionState, check_transition
 from baton.loader import Loader, RuntimeFactory
 from baton.memory import release_memory
 from baton.records import ModelRecord, RolloutRequest, VersionRecord
-from baton.rollout.decisions import describe, finish, rollout_on_serve
+from baton.rollout.decisions import describe, finish, rollout_on_serve, sync_windows
 from baton.rollout.gates import GateConfig
+from baton.rollout.ratelimit import LoadMeter, limit_update
 from baton.rollout.schedule import Rollout, RolloutPlan
-from baton.rollout.window import VersionWindow
 from baton.serving_map import ModelRoute, ServingMap
 from baton.sources.base import ModelSpec, VersionFiles
 
@@ -57,8 +58,10 @@ class Manager:
         verifier: Callable[[VersionFiles], None] = verify_version,
         infer_executor: Executor | None = None,
         batch_observer: Callable[[str, int, int], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.events = events
+        self._clock = clock
         self.serving_map: ServingMap = ServingMap.empty()
         self._models: dict[str, ModelRecord] = {}
         self._offers: dict[str, Mapping[str, ModelSpec]] = {}
@@ -76,6 +79,8 @@ class Manager:
         self._restored: dict[str, RolloutRequest] = {}
         self._changed = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._load_meter = LoadMeter()
 
     # ---- inputs -------------------------------------------------------------------------
     def publish(self, source: str, specs: Mapping[str, ModelSpec]) -> None:
@@ -147,6 +152,9 @@ class Manager:
         """Apply pending offers, then perform at most one action; returns it (or ``None``)."""
         if self._dirty:
             self._apply_offers()
+        now = self._clock()
+        for m in self._models.values():
+            self._limit_updates(m, now)
         views = [
             policy.ModelView(
                 m.name,
@@ -210,6 +218,8 @@ class Manager:
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
+        if self._timer is not None:
+            self._timer.cancel()
         for m in self._models.values():
             m.offered = False
             for v, r in sorted(m.versions.items()):
@@ -217,6 +227,38 @@ class Manager:
                     self._retire(m, v)
         await self.wait_drained()
         self._loader.shutdown()
+
+    # ---- update rate limits -------------------------------------------------------------
+    def _limit_updates(self, m: ModelRecord, now: float) -> None:
+        """Let the rate limiter admit, or hold back, versions newer than the last admitted."""
+        limits = m.settings.update_limits.limits()
+        load = None
+        if limits.busy_threshold is not None:
+            served = sum(r.handle.served for r in m.versions.values() if r.handle is not None)
+            load = self._load_meter.rate(m.name, now, served)
+        step = limit_update(m.updates, m.offered_versions(), bool(m.serving()), now, load, limits)
+        m.updates = step.gate
+        if (e := step.event) is not None:
+            self.events.publish("rate_limit", m.name, version=e.version, state=e.decision,
+                                reason=e.reason, data=asdict(e))  # fmt: skip
+        if step.wait is None:
+            self._load_meter.forget(m.name)
+        else:
+            self._wake_in(step.wait)
+
+    def _wake_in(self, seconds: float) -> None:
+        """Reconcile again after ``seconds`` (one timer: the earliest asked for wins)."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + seconds
+        if self._timer is not None:
+            if self._timer.when() <= when:
+                return
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None  # a loop may run a timer slightly before its time: never compare
+        self._wake.set()
 
     # ---- actions ------------------------------------------------------------------------
     def _apply_offers(self) -> None:
@@ -328,7 +370,7 @@ class Manager:
         self._set_state(m, m.versions[version], S.SERVING)
         if started is not None:
             self._publish_rollout(m, m.rollout)
-        self._sync_windows(m)
+        sync_windows(m)
         self._announce_swap(m, before)
 
     # ---- rollouts -----------------------------------------------------------------------
@@ -366,7 +408,7 @@ class Manager:
             finish(m, rollout)
         else:
             m.rollout = rollout
-        self._sync_windows(m, reset=new_step)
+        sync_windows(m, reset=new_step)
         self._rebuild_map()
         self._publish_rollout(m, rollout, **data)
         self._announce_swap(m, before)
@@ -378,22 +420,9 @@ class Manager:
         if started is not None:
             m.rollout, m.rollout_gates = started
             m.rollout_request = None
-            self._sync_windows(m)
+            sync_windows(m)
             self._rebuild_map()
             self._publish_rollout(m, m.rollout)
-
-    @staticmethod
-    def _sync_windows(m: ModelRecord, reset: bool = False) -> None:
-        """Live statistics on the two versions of a running rollout (fresh ones per step)."""
-        involved = {m.rollout.stable, m.rollout.candidate} if m.rollout else set()
-        for v, record in m.versions.items():
-            handle = record.handle
-            if handle is None:
-                continue
-            if v not in involved:
-                handle.window = None
-            elif handle.window is None or reset:
-                handle.window = VersionWindow()
 
     def _publish_rollout(self, m: ModelRecord, rollout: Rollout, **data) -> None:
         self.events.publish(
@@ -406,6 +435,7 @@ class Manager:
         if after != before:
             if after is not None:
                 m.history = [*m.history[-(HISTORY - 1) :], after]
+            m.updates = m.updates.swapped(self._clock())
             self.events.publish("swap", m.name, version=after, data={"from": before})
 
     def _retire(self, m: ModelRecord, version: int) -> None:
@@ -427,25 +457,16 @@ class Manager:
             if forced:
                 log.warning(
                     "%s version %d: drain timeout after %.1fs with %d in flight; unloading anyway",
-                    m.name,
-                    r.version,
-                    m.settings.drain_timeout,
-                    handle.inflight,
-                )
+                    m.name, r.version, m.settings.drain_timeout, handle.inflight,
+                )  # fmt: skip
         drain_seconds = time.perf_counter() - started
         if handle is not None:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._loader.executor, handle.runtime.unload)
             await loop.run_in_executor(self._loader.executor, release_memory)
         r.handle = None
-        self._set_state(
-            m,
-            r,
-            S.UNLOADED,
-            reason="drain_timeout" if forced else None,
-            drain_seconds=drain_seconds,
-            forced=forced,
-        )
+        self._set_state(m, r, S.UNLOADED, reason="drain_timeout" if forced else None,
+                        drain_seconds=drain_seconds, forced=forced)  # fmt: skip
         if (
             not m.offered
             and all(x.state in (S.UNLOADED, S.FAILED) for x in m.versions.values())

@@ -127,6 +127,12 @@ class Metrics:
         self.rollbacks = Counter(
             "baton_rollbacks", "Rollouts rolled back or aborted", ["model", "reason"], registry=r
         )
+        self.update_decisions = Counter(
+            "baton_update_decisions",
+            "Update rate limiter decisions on newly published versions",
+            ["model", "decision"],
+            registry=r,
+        )
         self._children: dict[tuple[str, int], tuple] = {}
         self._unloaded: dict[str, deque[int]] = {}
 
@@ -155,6 +161,8 @@ class Metrics:
             self.swaps.labels(model).inc()
         if event.kind == "rollout":
             self._on_rollout(model, event)
+        if event.kind == "rate_limit":
+            self.update_decisions.labels(model, event.state).inc()
         if event.kind != "state" or event.version is None:
             return
         v = str(event.version)

@@ -13,6 +13,7 @@ from baton import policy
 from baton.handle import VersionHandle
 from baton.lifecycle import VersionState
 from baton.rollout.gates import GateConfig
+from baton.rollout.ratelimit import UpdateGate
 from baton.rollout.schedule import Rollout, RolloutPlan
 from baton.serving_map import Canary
 from baton.settings import ModelSettings
@@ -68,6 +69,7 @@ class ModelRecord:
     rollout_gates: GateConfig = field(default_factory=GateConfig)
     rollout_request: RolloutRequest | None = None
     rejected: dict[int, str] = field(default_factory=dict)  # rolled-back version → fingerprint
+    updates: UpdateGate = field(default_factory=UpdateGate)  # the update rate limiter's state
 
     def all_labels(self) -> dict[str, int]:
         return {**self.settings.labels, **self.labels}
@@ -91,6 +93,11 @@ class ModelRecord:
             held.add(self.rollout_request.candidate)
             if self.rollout_request.stable is not None:
                 held.add(self.rollout_request.stable)
+        admitted = self.updates.admitted
+        if admitted is not None:  # newer versions wait for the rate limiter (operators do not)
+            offered = {
+                v: f for v, f in offered.items() if v <= admitted or v in held | {self.pinned}
+            }
         return policy.select_aspired(
             offered,
             self.settings.version_policy,

@@ -10,6 +10,7 @@ Server settings come from, in rising priority: defaults, ``BATON_*`` environment
     warmup: {iterations: 1}            # runs of each warm-up request before READY
     golden: {atol: 1e-5, rtol: 1e-4}   # tolerance for <version>/golden/*.json cases
     rollout: {mode: canary, steps: [1, 10, 50, 100], interval: 30, gates: {max_error_rate: 0.01}}
+    update_limits: {min_interval: 300, busy_rps: 500, max_defer: 120}  # when new versions go in
     max_batch_size: 32                 # dynamic batching (0/1 = off); inputs need a -1 first dim
     max_queue_delay_ms: 2              # the longest a request waits for others to join it
     preferred_batch_sizes: [8, 16]     # dispatch at once when a queue reaches one of these
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from baton.rollout.gates import GateConfig
+from baton.rollout.ratelimit import SwapLimits
 from baton.rollout.schedule import RolloutPlan
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "RolloutSettings",
     "ServerSettings",
     "TensorOverride",
+    "UpdateLimitSettings",
     "VersionPolicy",
     "WarmupSettings",
 ]
@@ -119,6 +122,22 @@ class RolloutSettings(_Strict):
         return RolloutPlan(tuple(self.steps), self.interval)
 
 
+class UpdateLimitSettings(_Strict):
+    """How often a newly published version may replace the serving one (see rollout.ratelimit).
+
+    Versions published while a swap waits are coalesced: only the newest is loaded.
+    """
+
+    min_interval: float = Field(default=0.0, ge=0, description="seconds between two swaps")
+    busy_rps: float | None = Field(
+        default=None, ge=0, description="defer a swap while the model serves more requests/s"
+    )
+    max_defer: float = Field(default=60.0, ge=0, description="the longest a busy swap waits")
+
+    def limits(self) -> SwapLimits:
+        return SwapLimits(self.min_interval, self.busy_rps, self.max_defer)
+
+
 class TensorOverride(_Strict):
     """Replace the datatype and/or shape the backend reports for one named tensor."""
 
@@ -145,6 +164,7 @@ class ModelSettings(_Strict):
     warmup: WarmupSettings = WarmupSettings()
     golden: GoldenSettings = GoldenSettings()
     rollout: RolloutSettings = RolloutSettings()
+    update_limits: UpdateLimitSettings = UpdateLimitSettings()
     max_batch_size: int = Field(default=0, ge=0, description="0 or 1 = no dynamic batching")
     max_queue_delay_ms: float = Field(default=2.0, ge=0, le=60_000)
     preferred_batch_sizes: tuple[int, ...] = ()

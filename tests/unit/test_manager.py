@@ -26,7 +26,8 @@ class Harness:
         self.events = EventBus()
         self.behaviour: dict[int, dict] = {}
         self.runtimes: dict[int, FakeRuntime] = {}
-        self.manager = Manager(self.events, runtime_factory=self._factory)
+        self.now = 1000.0  # the manager's fake clock
+        self.manager = Manager(self.events, runtime_factory=self._factory, clock=lambda: self.now)
         self.settings = ModelSettings(drain_timeout=2.0)
         self.versions: dict[int, VersionFiles] = {}
 

@@ -1,4 +1,4 @@
-"""Rollout schedule, gates and rate limits: pure functions, a fake clock (plain numbers)."""
+"""Rollout schedule and gates: pure functions, a fake clock (plain numbers)."""
 
 import pytest
 
@@ -9,12 +9,9 @@ from baton.rollout import (
     Rollout,
     RolloutPlan,
     RolloutStatus,
-    SwapLimits,
     WindowStats,
     advance,
-    coalesce,
     evaluate,
-    swap_decision,
 )
 from baton.rollout.gates import class_drift
 
@@ -158,41 +155,6 @@ def test_disabled_gates_are_skipped():
     )
     bad = WindowStats(100, 100, 10.0, OutputSummary(99, 1, {0: 1}))
     assert not evaluate(OK, bad, cfg).failed
-
-
-@pytest.mark.parametrize(
-    ("now", "last_swap", "pending_since", "load", "limits", "go", "reason"),
-    [
-        (100, None, 100, 0, SwapLimits(), True, ""),
-        (100, 95, 100, 0, SwapLimits(min_interval=10), False, "rate limit"),
-        (100, 90, 100, 0, SwapLimits(min_interval=10), True, ""),
-        (100, None, 100, 50, SwapLimits(defer_while_busy=True, busy_threshold=10), False, "busy"),
-        (100, None, 100, 5, SwapLimits(defer_while_busy=True, busy_threshold=10), True, ""),
-        (
-            100,
-            None,
-            30,
-            50,
-            SwapLimits(defer_while_busy=True, busy_threshold=10, max_defer=60),
-            True,
-            "busy, but deferred the maximum",
-        ),
-        (100, None, 100, 50, SwapLimits(busy_threshold=10), True, ""),  # deferral not enabled
-    ],
-)
-def test_swap_decision(now, last_swap, pending_since, load, limits, go, reason):
-    decision = swap_decision(now, last_swap, pending_since, load, limits)
-    assert decision.go is go and decision.reason.startswith(reason)
-    if not go:
-        assert decision.wait > 0
-
-
-def test_rate_limit_wait_is_the_remaining_interval():
-    assert swap_decision(100, 95, 100, 0, SwapLimits(min_interval=10)).wait == 5
-
-
-def test_coalesce_takes_the_newest():
-    assert coalesce([3, 7, 5]) == 7 and coalesce([]) is None
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,16 @@ def model_view(record: ModelRecord) -> dict:
         "version_policy": record.settings.version_policy.describe(),
         "config_error": record.config_error,
         "versions": versions,
+        "pending_update": _pending_update(record),
     }
+
+
+def _pending_update(record: ModelRecord) -> dict | None:
+    """The newer version the update rate limiter is holding back, and why."""
+    if record.updates.announced is None:
+        return None
+    version, kind = record.updates.announced
+    return {"version": version, "waiting_for": kind}
 
 
 async def list_models(request: Request) -> Response:

@@ -4,7 +4,14 @@ The rollout controller that drives these from live metrics plugs in beside the m
 """
 
 from baton.rollout.gates import GateConfig, GateVerdict, OutputSummary, WindowStats, evaluate
-from baton.rollout.ratelimit import SwapDecision, SwapLimits, coalesce, swap_decision
+from baton.rollout.ratelimit import (
+    SwapDecision,
+    SwapLimits,
+    UpdateGate,
+    coalesce,
+    limit_update,
+    swap_decision,
+)
 from baton.rollout.schedule import Rollout, RolloutPlan, RolloutStatus, advance
 
 __all__ = [
@@ -16,9 +23,11 @@ __all__ = [
     "RolloutStatus",
     "SwapDecision",
     "SwapLimits",
+    "UpdateGate",
     "WindowStats",
     "advance",
     "coalesce",
     "evaluate",
+    "limit_update",
     "swap_decision",
 ]

@@ -6,6 +6,7 @@
   default (pinned if the version policy would not choose it); rolled back or aborted: the
   candidate is rejected until its files change, so the policy falls back to the stable one.
 - :func:`describe`: the data a ``rollout`` event carries — enough to resume after a restart.
+- :func:`sync_windows`: live statistics windows on exactly the two versions of a rollout.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from baton import policy
 from baton.records import ModelRecord, RolloutRequest
 from baton.rollout.gates import GateConfig
 from baton.rollout.schedule import Rollout, RolloutPlan, RolloutStatus
+from baton.rollout.window import VersionWindow
 
-__all__ = ["describe", "finish", "request_from", "rollout_on_serve"]
+__all__ = ["describe", "finish", "request_from", "rollout_on_serve", "sync_windows"]
 
 
 def rollout_on_serve(
@@ -84,3 +86,17 @@ def request_from(data: dict) -> RolloutRequest:
         step=data["step"],
         paused=data["status"] == RolloutStatus.PAUSED,
     )
+
+
+def sync_windows(m: ModelRecord, reset: bool = False) -> None:
+    """Give the two versions of a running rollout live statistics windows (fresh ones per step
+    with ``reset``), and take them from every other version."""
+    involved = {m.rollout.stable, m.rollout.candidate} if m.rollout else set()
+    for v, record in m.versions.items():
+        handle = record.handle
+        if handle is None:
+            continue
+        if v not in involved:
+            handle.window = None
+        elif handle.window is None or reset:
+            handle.window = VersionWindow()
