@@ -140,7 +140,7 @@ class DataPlane:
                 if candidate is not None:  # a copy for the candidate; the caller is not kept
                     self.shadow.offer(
                         candidate, request.inputs, request.outputs, outputs,
-                        handle.inflight, canary.shadow,
+                        handle, canary.shadow,
                     )  # fmt: skip
             types = handle.output_datatypes
             return InferResponse(

@@ -47,6 +47,7 @@ class VersionHandle:
         "model",
         "output_datatypes",
         "output_names",
+        "predict_seconds",
         "runtime",
         "served",
         "signature",
@@ -72,6 +73,7 @@ class VersionHandle:
         self.output_datatypes: dict[str, str] = {t.name: t.datatype for t in signature.outputs}
         self.inflight = 0
         self.served = 0  # requests answered, for the load the update rate limiter sees
+        self.predict_seconds: float | None = None  # one warm prediction, measured at warm-up
         self._executor = executor
         self.batcher = batcher
         self.window: VersionWindow | None = None  # live stats while a rollout involves it

@@ -88,12 +88,13 @@ class Loader:
                 _check_contract(reference, signature)
             on_phase(S.WARMING, load_seconds=load_seconds)
             started = time.perf_counter()
-            await run(run_warmup, runtime, signature, files.path, settings.warmup)
+            warmup = await run(run_warmup, runtime, signature, files.path, settings.warmup)
             await run(run_golden, runtime, files.path, settings.golden)
             handle = VersionHandle(
                 model, version, runtime, signature, self._infer_executor,
                 self._batcher(model, version, runtime, signature, settings),
             )  # fmt: skip
+            handle.predict_seconds = warmup.predict_seconds
             return handle, time.perf_counter() - started
         except Exception as exc:
             if runtime is not None:

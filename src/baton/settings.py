@@ -109,7 +109,7 @@ class RolloutSettings(_Strict):
     steps: tuple[float, ...] = (1, 5, 25, 50, 100)
     interval: float = Field(default=30.0, ge=0, description="seconds per step")
     shadow_fraction: float = Field(
-        default=1.0, gt=0, le=1, description="share of eligible requests copied at a 0 % step"
+        default=0.2, gt=0, le=1, description="share of eligible requests copied at a 0 % step"
     )
     gates: GateSettings = GateSettings()
 

@@ -3,6 +3,10 @@
 server = ServerProcess.start(Path("repo"), log=Path("server.log"), poll_interval=0.2)
 httpx.get(server.url + "/v2/health/ready")
 assert server.stop() == 0          # SIGTERM: graceful shutdown must exit 0
+
+:func:`rotating_latencies` compares models on one server side by side: one client, requests one
+at a time, in blocks that rotate between the models, so each sees the same moments of a noisy
+machine.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
+import orjson
 
-__all__ = ["ServerProcess", "free_port"]
+__all__ = ["ServerProcess", "free_port", "rotating_latencies"]
 
 
 def free_port() -> int:
@@ -106,3 +112,33 @@ class ServerProcess:
 
     def output(self) -> str:
         return self.log.read_text()
+
+
+def rotating_latencies(
+    http: httpx.Client,
+    models: list[str],
+    rounds: int,
+    block: int,
+    offset: float = 1.0,
+    seed: int = 0,
+) -> tuple[dict[str, list[float]], list[str]]:
+    """Seconds per request to each model, sending ``block`` requests to each model in turn for
+    ``rounds`` rounds; and every answer that was not version 1's ``y = x + offset`` (an FP32
+    ``[1, 4]`` demo model, see :func:`baton.demo.affine_model`)."""
+    rng = np.random.default_rng(seed)
+    latencies: dict[str, list[float]] = {m: [] for m in models}
+    wrong: list[str] = []
+    for _ in range(rounds):
+        for model in models:
+            for _ in range(block):
+                x = rng.standard_normal(4).astype(np.float32)
+                tensor = {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": x.tolist()}
+                body = orjson.dumps({"inputs": [tensor]})
+                started = time.perf_counter()
+                r = http.post(f"/v2/models/{model}/infer", content=body)
+                latencies[model].append(time.perf_counter() - started)
+                doc = r.json()
+                ok = r.is_success and doc.get("model_version") == "1"
+                if not ok or not np.allclose(doc["outputs"][0]["data"], x + offset, atol=1e-5):
+                    wrong.append(f"{model}: {r.status_code} {r.text[:200]}")
+    return latencies, wrong

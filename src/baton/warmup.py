@@ -4,10 +4,16 @@ Requests come from ``<version>/warmup/*.json`` (Open Inference Protocol JSON req
 file-name order) when that folder exists, otherwise they are synthesised from the signature
 (dynamic dimensions become 1). Every output must be finite; a warm-up that raises or produces
 NaN/Inf fails the version with reason ``warmup_failed`` / ``non_finite_output``.
+
+Warm-up also estimates what one prediction costs once the model is warm (the fastest run); a
+model whose runs take under ``QUICK`` seconds gets up to ``EXTRA_RUNS`` more runs of the first
+request for that, since a first run is often ten times slower than the rest.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +25,17 @@ from baton.runtimes.base import Runtime
 from baton.settings import WarmupSettings
 from baton.types import Signature, numpy_dtype
 
-__all__ = ["load_warmup_requests", "run_warmup", "synthesize_inputs"]
+__all__ = ["Warmup", "load_warmup_requests", "run_warmup", "synthesize_inputs"]
 
 WARMUP_DIR = "warmup"
+QUICK = 1e-3
+EXTRA_RUNS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Warmup:
+    runs: int = 0  # predictions made
+    predict_seconds: float | None = None  # the fastest one; None when warm-up is disabled
 
 
 def synthesize_inputs(signature: Signature) -> dict[str, np.ndarray]:
@@ -62,22 +76,32 @@ def load_warmup_requests(version_dir: Path) -> list[dict[str, np.ndarray]] | Non
 
 def run_warmup(
     runtime: Runtime, signature: Signature, version_dir: Path, settings: WarmupSettings
-) -> int:
-    """Run the warm-up; returns the number of predictions made. Blocking."""
+) -> Warmup:
+    """Run the warm-up; returns how many predictions it made and the fastest. Blocking."""
     if not settings.enabled:
-        return 0
+        return Warmup()
     requests = load_warmup_requests(version_dir) or [synthesize_inputs(signature)]
-    runs = 0
-    for _ in range(settings.iterations):
-        for inputs in requests:
-            try:
-                outputs = runtime.predict(inputs, None)
-            except Exception as exc:
-                raise VersionFailed("warmup_failed", f"warm-up prediction failed: {exc}") from None
-            runs += 1
-            for name, value in outputs.items():
-                if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
-                    raise VersionFailed(
-                        "non_finite_output", f"warm-up output '{name}' is not finite (NaN/Inf)"
-                    )
-    return runs
+    times = [
+        _checked_run(runtime, inputs) for _ in range(settings.iterations) for inputs in requests
+    ]
+    for _ in range(EXTRA_RUNS):
+        if times[-1] >= QUICK:
+            break
+        times.append(_checked_run(runtime, requests[0]))
+    return Warmup(len(times), min(times))
+
+
+def _checked_run(runtime: Runtime, inputs: dict[str, np.ndarray]) -> float:
+    """Seconds one prediction took; raises VersionFailed if it fails or is not finite."""
+    started = time.perf_counter()
+    try:
+        outputs = runtime.predict(inputs, None)
+    except Exception as exc:
+        raise VersionFailed("warmup_failed", f"warm-up prediction failed: {exc}") from None
+    seconds = time.perf_counter() - started
+    for name, value in outputs.items():
+        if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+            raise VersionFailed(
+                "non_finite_output", f"warm-up output '{name}' is not finite (NaN/Inf)"
+            )
+    return seconds

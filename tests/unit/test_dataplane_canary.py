@@ -94,7 +94,7 @@ async def test_windows_reset_at_each_step_and_vanish_after_the_rollout(h):
     assert h.manager.model("m").versions[2].handle.window is None
 
 
-SHADOW = RolloutSettings(mode="canary", steps=(0, 100), interval=30)
+SHADOW = RolloutSettings(mode="canary", steps=(0, 100), interval=30, shadow_fraction=1.0)
 
 
 async def test_shadow_step_answers_with_stable_and_compares_copies(tmp_path):

@@ -36,8 +36,9 @@ def test_warmup_files_are_used(tmp_path):
     assert [r["x"].shape for r in requests] == [(2, 4), (2, 4)]
     rt = FakeRuntime(1.0)
     rt.load()
-    assert run_warmup(rt, rt.signature(), tmp_path, WarmupSettings(iterations=3)) == 6
-    assert rt.calls == 6
+    warmup = run_warmup(rt, rt.signature(), tmp_path, WarmupSettings(iterations=3))
+    assert warmup.runs == rt.calls == 6 + 3  # three extra runs: this model is quick
+    assert 0 < warmup.predict_seconds < 1e-3
 
 
 def test_bad_warmup_file_fails_the_version(tmp_path):
@@ -59,4 +60,12 @@ def test_non_finite_output_fails(tmp_path):
 def test_disabled_warmup_runs_nothing(tmp_path):
     rt = FakeRuntime(1.0)
     rt.load()
-    assert run_warmup(rt, rt.signature(), tmp_path, WarmupSettings(enabled=False)) == 0
+    assert run_warmup(rt, rt.signature(), tmp_path, WarmupSettings(enabled=False)).runs == 0
+    assert rt.calls == 0
+
+
+def test_a_slow_model_gets_no_extra_runs(tmp_path):
+    rt = FakeRuntime(1.0, predict_seconds=0.002)
+    rt.load()
+    warmup = run_warmup(rt, rt.signature(), tmp_path, WarmupSettings(iterations=2))
+    assert warmup.runs == rt.calls == 2 and warmup.predict_seconds >= 0.002

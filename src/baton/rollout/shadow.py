@@ -3,13 +3,27 @@
 The data plane offers every unversioned request answered by the stable version during a shadow
 step; ``rollout.shadow_fraction`` of them are mirrored (evenly, every n-th request, not by
 chance). A copy runs only when no caller is in flight on the stable version and fewer than
-``max_in_flight`` shadow predictions are running — other offers are dropped and counted in
+``max_in_flight`` copies are running — other offers are dropped and counted in
 ``shadow_skipped`` — so shadow traffic samples the server's idle moments instead of queueing
-with callers. Copies run after the caller's answer has been produced, on their own thread at
-the lowest CPU priority. The candidate's answer is
-compared with the stable one (``atol``/``rtol``, exact for non-float outputs) and summarised
-on the shadow thread too; the event loop only hands out and takes back the candidate's lease.
-Results land in the candidate's live window, where the gates read the agreement rate.
+with callers. The candidate's answer is compared with the stable one (``atol``/``rtol``, exact
+for non-float outputs) and summarised; results land in the candidate's live window, where the
+gates read the agreement rate.
+
+Where a copy runs depends on what it costs:
+
+- cheap copies (under ``inline_below`` of CPU time, 250 µs by default) run on the event loop
+  *after* the caller's response has been written, and only if still no caller is in flight by
+  then. Handing such work to a thread costs more than the work: a wake-up, and the GIL bouncing
+  between the shadow thread and the event loop while the next request arrives, which costs
+  hundreds of µs of CPU per copy (measured in BENCHMARKS.md);
+- dearer copies, and those of runtimes that compute on a device, run on their own thread at
+  the lowest CPU priority; the event loop only hands out and takes back the candidate's lease.
+
+The cost is a moving average per window, seeded with the prediction time the loader measured at
+warm-up. It is counted in the copying thread's CPU time — wall time would add preemption and
+waits for the GIL — except for a copy that takes over ten times the limit in wall time, which
+is dear whatever the reason. A window whose copies turn out dear while on the loop sends them to
+the thread for good.
 """
 
 from __future__ import annotations
@@ -45,18 +59,36 @@ def compare(
         if got is None or got.shape != want.shape:
             return False, float("inf")
         if want.dtype.kind == "f" and got.dtype.kind == "f":
-            diff = float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0
-            worst = max(worst, diff)
-            agreed = agreed and bool(np.allclose(got, want, atol=atol, rtol=rtol))
+            if not want.size:
+                continue
+            with np.errstate(invalid="ignore"):  # inf - inf
+                diff = np.abs(got.astype(np.float64) - want)  # np.allclose's rule, computed once
+            worst = max(worst, float(diff.max()))
+            close = (diff <= atol + rtol * np.abs(want)) & np.isfinite(diff) | (got == want)
+            agreed = agreed and bool(close.all())
         else:
             agreed = agreed and bool(np.array_equal(got, want))
     return agreed, worst
 
 
+def _cost(previous: float | None, wall: float, cpu: float, limit: float) -> float:
+    """The moving average of a copy's cost: its CPU time, or its wall time when that is far
+    beyond the limit."""
+    sample = wall if wall > 10 * limit else cpu
+    return sample if previous is None else 0.8 * previous + 0.2 * sample
+
+
 class ShadowRunner:
-    def __init__(self, max_in_flight: int = 1, atol: float = 1e-5, rtol: float = 1e-4) -> None:
+    def __init__(
+        self,
+        max_in_flight: int = 1,
+        atol: float = 1e-5,
+        rtol: float = 1e-4,
+        inline_below: float = 250e-6,
+    ) -> None:
         self.max_in_flight = max_in_flight
         self.atol, self.rtol = atol, rtol
+        self.inline_below = inline_below
         self._executor = ThreadPoolExecutor(
             max_in_flight, thread_name_prefix="baton-shadow", initializer=_lowest_priority
         )
@@ -70,11 +102,11 @@ class ShadowRunner:
         inputs: dict[str, np.ndarray],
         outputs: list[str] | None,
         stable_answer: dict[str, np.ndarray],
-        callers_in_flight: int = 0,
+        stable: VersionHandle,
         fraction: float = 1.0,
     ) -> bool:
-        """Start a shadow prediction if this request is in the sampled ``fraction`` and the
-        server is idle enough; returns whether it did."""
+        """Start a copy of a request ``stable`` answered if it is in the sampled ``fraction``
+        and no caller is in flight on ``stable``; returns whether it did."""
         window = candidate.window
         if window is None:
             return False
@@ -82,7 +114,7 @@ class ShadowRunner:
         if self._credit < 1.0:
             return False  # not in the mirrored share
         self._credit -= 1.0
-        if callers_in_flight or self._in_flight >= self.max_in_flight:
+        if stable.inflight or self._in_flight >= self.max_in_flight:
             window.shadow_skipped += 1
             return False
         try:
@@ -91,12 +123,36 @@ class ShadowRunner:
             return False
         self._in_flight += 1
         loop = asyncio.get_running_loop()
-        self._executor.submit(self._work, loop, candidate, window, inputs, outputs, stable_answer)
+        copy = (candidate, window, inputs, outputs, stable_answer)
+        cost = window.shadow_cost if window.shadow_cost is not None else candidate.predict_seconds
+        inline = cost is not None and cost < self.inline_below and not window.shadow_thread_only
+        if inline and candidate.runtime.computes_on_cpu:
+            loop.call_soon(self._run_inline, stable, *copy)  # runs once the response is out
+        else:
+            self._executor.submit(self._run_on_thread, loop, *copy)
         return True
 
-    def _work(self, loop, candidate, window, inputs, outputs, stable_answer) -> None:
-        """On the shadow thread: predict, compare, summarise; only the release goes back."""
-        started = time.perf_counter()
+    def _run_inline(self, stable: VersionHandle, candidate, window, *work) -> None:
+        """On the event loop, after the caller's response: skipped if a caller came in."""
+        try:
+            if stable.inflight:
+                window.shadow_skipped += 1
+            else:
+                self._copy(candidate, window, *work, inline=True)
+        finally:
+            self._finished(candidate)
+
+    def _run_on_thread(self, loop, candidate, *work) -> None:
+        """On the shadow thread; only the lease's release goes back to the loop."""
+        try:
+            self._copy(candidate, *work, inline=False)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is closed at shutdown
+                loop.call_soon_threadsafe(self._finished, candidate)
+
+    def _copy(self, candidate, window, inputs, outputs, stable_answer, inline: bool) -> None:
+        """Predict, compare, summarise into the window, and update what a copy costs."""
+        started, cpu_started = time.perf_counter(), time.thread_time()
         try:
             answer = candidate.runtime.predict(inputs, outputs)
             seconds = time.perf_counter() - started
@@ -104,9 +160,13 @@ class ShadowRunner:
             window.post_shadow(True, seconds, summarize(answer), agreed, diff)
         except Exception:
             window.post_shadow(False, time.perf_counter() - started, None, False, 0.0)
-        finally:
-            with contextlib.suppress(RuntimeError):  # the loop is closed at shutdown
-                loop.call_soon_threadsafe(self._finished, candidate)
+        wall, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
+        previous = (
+            window.shadow_cost if window.shadow_cost is not None else candidate.predict_seconds
+        )
+        window.shadow_cost = _cost(previous, wall, cpu, self.inline_below)
+        if inline and window.shadow_cost > self.inline_below:
+            window.shadow_thread_only = True  # never back on the loop within this window
 
     def _finished(self, candidate: VersionHandle) -> None:
         self._in_flight -= 1

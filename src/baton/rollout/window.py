@@ -21,18 +21,34 @@ from baton.rollout.gates import OutputSummary, WindowStats
 __all__ = ["LATENCY_SAMPLES", "VersionWindow", "summarize"]
 
 LATENCY_SAMPLES = 4096
+SMALL = 64  # outputs up to this many values are summarised without numpy
 
 
 def summarize(outputs: dict[str, np.ndarray]) -> tuple | None:
-    """(value count, sum, sum of squares, {class: count}) of the first output, or ``None``."""
+    """(value count, sum, sum of squares, {class: count}) of the first output, or ``None``.
+
+    Called per request during a rollout, so it avoids numpy's per-call overhead where it can:
+    small outputs are summed as Python floats, a single row's class needs no bincount."""
     first = next(iter(outputs.values()), None)
     if first is None or first.dtype.kind not in "biuf" or not first.size:
         return None
-    values = first.astype(np.float64, copy=False)
+    flat = first.reshape(-1)
+    if flat.size <= SMALL:
+        values = flat.tolist()
+        total, squares = float(sum(values)), float(sum(v * v for v in values))
+    else:
+        values = flat.astype(np.float64, copy=False)
+        total, squares = float(values.sum()), float(np.dot(values, values))
     classes: dict[int, int] = {}
     if first.ndim == 2 and first.shape[1] > 1 and first.dtype.kind == "f":
-        classes = {c: int(n) for c, n in enumerate(np.bincount(first.argmax(axis=1))) if n}
-    return values.size, float(values.sum()), float(np.square(values).sum()), classes
+        winners = first.argmax(axis=1)
+        if winners.size == 1:
+            classes = {int(winners[0]): 1}
+        else:
+            counts = np.bincount(winners)
+            present = np.flatnonzero(counts)
+            classes = dict(zip(present.tolist(), counts[present].tolist(), strict=True))
+    return flat.size, total, squares, classes
 
 
 class VersionWindow:
@@ -48,7 +64,9 @@ class VersionWindow:
         "errors",
         "max_abs_diff",
         "requests",
+        "shadow_cost",
         "shadow_skipped",
+        "shadow_thread_only",
     )
 
     def __init__(self) -> None:
@@ -66,6 +84,8 @@ class VersionWindow:
         self.agreed = 0
         self.max_abs_diff = 0.0
         self.shadow_skipped = 0
+        self.shadow_cost: float | None = None  # seconds per shadow copy (moving average)
+        self.shadow_thread_only = False  # copies proved too dear to run on the event loop
         self._pending: deque[tuple] = deque()  # shadow results from the shadow thread
 
     def record_error(self) -> None:

@@ -29,6 +29,8 @@ __all__ = ["Runtime"]
 class Runtime(ABC):
     #: Short backend name reported as the model's ``platform`` (e.g. ``onnxruntime_onnx``).
     platform: str = "unknown"
+    #: Whether ``predict`` computes on the calling thread's CPU (not on a device it waits for).
+    computes_on_cpu: bool = True
 
     @abstractmethod
     def load(self) -> None:

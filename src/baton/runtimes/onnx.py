@@ -87,6 +87,7 @@ class OnnxRuntime(Runtime):
                 "load_error", f"onnxruntime could not load {model_file}: {exc}"
             ) from None
         self._session = session
+        self.computes_on_cpu = session.get_providers() == ["CPUExecutionProvider"]
         self._signature = signature
         self._bytes = model_file.stat().st_size
         self._bytes_outputs = frozenset(t.name for t in signature.outputs if t.datatype == "BYTES")
