@@ -1,11 +1,14 @@
 """``baton``: serve a model repository, or manage a running server through its admin API.
 
     baton serve --repository DIR [--host H] [--http-port P] [--grpc-port P] [--poll-interval S]
+                [--trusted-key PUBFILE ...] [--require-signature] [--require-manifest]
     baton models | events [--model M] | pin MODEL VERSION | unpin MODEL | rollback MODEL
     baton label MODEL LABEL VERSION | rescan
     baton rollout start MODEL --to V [--steps 1,5,25,50,100] [--interval 30s]
     baton rollout status|promote|pause|resume|abort MODEL
     baton demo-repository DIR [--add-version N]   # the demo used by `make run`
+    baton keygen STEM | verify VERSION_DIR [--trusted-key PUB] [--require-signature]
+    baton publish MODEL_FILE_OR_DIR --repository DIR --model NAME [--version N] [--sign KEY]
 
 Client commands talk to ``--url`` (default ``$BATON_URL`` or http://127.0.0.1:8000).
 """
@@ -22,6 +25,10 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+
+from baton.artifacts.commands import COMMANDS as ARTIFACT_COMMANDS
+from baton.artifacts.commands import add_commands as add_artifact_commands
+from baton.artifacts.commands import run as run_artifact_command
 
 __all__ = ["main"]
 
@@ -151,6 +158,9 @@ def _serve(args: argparse.Namespace) -> None:
             "grpc_port": args.grpc_port,
             "poll_interval": args.poll_interval,
             "log_level": args.log_level,
+            "trusted_keys": tuple(args.trusted_key) or None,
+            "require_signature": args.require_signature or None,
+            "require_manifest": args.require_manifest or None,
         }.items()
         if v is not None
     }
@@ -238,6 +248,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--grpc-port", type=int, help="0 turns gRPC off (default 8001)")
     serve.add_argument("--poll-interval", type=float)
     serve.add_argument("--log-level")
+    serve.add_argument(
+        "--trusted-key", type=Path, action="append", default=[], metavar="PUBFILE",
+        help="accept signatures by this public key (repeatable, for key rotation)",
+    )  # fmt: skip
+    serve.add_argument("--require-signature", action="store_true",
+                       help="load only versions signed by a trusted key")  # fmt: skip
+    serve.add_argument("--require-manifest", action="store_true",
+                       help="load only versions with a baton-manifest.json")  # fmt: skip
     sub.add_parser("models", help="list models and versions")
     pin = sub.add_parser("pin", help="serve exactly one version until unpinned")
     pin.add_argument("model")
@@ -260,6 +278,7 @@ def _parser() -> argparse.ArgumentParser:
     events = sub.add_parser("events", help="recent events")
     events.add_argument("--model")
     events.add_argument("--limit", type=int, default=30)
+    add_artifact_commands(sub)
     demo = sub.add_parser("demo-repository", help="write the demo model repository")
     demo.add_argument("directory", type=Path)
     demo.add_argument(
@@ -275,6 +294,8 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         _serve(args)
+    elif args.command in ARTIFACT_COMMANDS:
+        run_artifact_command(args)
     elif args.command == "demo-repository":
         from baton.demo import affine_model, write_demo_repository, write_version
 

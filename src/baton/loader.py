@@ -45,7 +45,7 @@ class Loader:
         self,
         *,
         runtime_factory: RuntimeFactory = _default_factory,
-        verifier: Callable[[VersionFiles], None] = verify_version,
+        verifier: Callable[[VersionFiles, ModelSettings], dict] = verify_version,
         infer_executor: Executor | None = None,
         batch_observer: Callable[[str, int, int], None] | None = None,
         notify: Callable[..., object] | None = None,
@@ -74,8 +74,8 @@ class Loader:
         runtime: Runtime | None = None
         try:
             on_phase(S.VERIFYING)
-            await run(self._verify, files)
-            on_phase(S.LOADING)
+            verified = await run(self._verify, files, settings)
+            on_phase(S.LOADING, **verified)
             started = time.perf_counter()
             runtime = self._factory(files, settings)
             await run(runtime.load)

@@ -40,6 +40,7 @@ from baton.rollout.gates import GateConfig
 from baton.rollout.ratelimit import LoadMeter, limit_update
 from baton.rollout.schedule import Rollout, RolloutPlan
 from baton.serving_map import ModelRoute, ServingMap
+from baton.settings import ModelSettings
 from baton.sources.base import ModelSpec, VersionFiles
 
 __all__ = ["Manager"]
@@ -55,7 +56,7 @@ class Manager:
         events: EventBus,
         *,
         runtime_factory: RuntimeFactory | None = None,
-        verifier: Callable[[VersionFiles], None] = verify_version,
+        verifier: Callable[[VersionFiles, ModelSettings], dict] = verify_version,
         infer_executor: Executor | None = None,
         batch_observer: Callable[[str, int, int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,

@@ -29,6 +29,8 @@ from baton.api import admin, rest
 from baton.api.context import ApiContext
 from baton.api.fast_infer import FastInferPath
 from baton.api.v2grpc import start_grpc_server
+from baton.artifacts.signing import TrustStore
+from baton.artifacts.verify import Verifier
 from baton.audit import AuditLog
 from baton.dataplane import DataPlane
 from baton.errors import BatonError
@@ -89,6 +91,11 @@ class BatonServer:
         extra = {"runtime_factory": runtime_factory} if runtime_factory else {}
         self.manager = Manager(
             self.events,
+            verifier=Verifier(
+                TrustStore(settings.trusted_keys),
+                settings.require_manifest,
+                settings.require_signature,
+            ),
             infer_executor=self.executor,
             batch_observer=self.metrics.observe_batch,
             **extra,

@@ -7,6 +7,8 @@ Server settings come from, in rising priority: defaults, ``BATON_*`` environment
     labels: {stable: 2}                # label -> version; a labelled version is kept loaded
     drain_timeout: 30                  # seconds to wait for in-flight requests before unload
     allow_breaking_change: false       # accept a version whose signature is incompatible
+    require_manifest: false            # load only versions with a baton-manifest.json
+    require_signature: false           # ... signed by a trusted key (see baton keygen/publish)
     warmup: {iterations: 1}            # runs of each warm-up request before READY
     golden: {atol: 1e-5, rtol: 1e-4}   # tolerance for <version>/golden/*.json cases
     rollout: {mode: canary, steps: [1, 10, 50, 100], interval: 30, gates: {max_error_rate: 0.01}}
@@ -160,6 +162,8 @@ class ModelSettings(_Strict):
     labels: dict[str, int] = Field(default_factory=dict)
     drain_timeout: float = Field(default=30.0, ge=0)
     allow_breaking_change: bool = False
+    require_manifest: bool = False
+    require_signature: bool = False
     backend: Literal["onnx"] | None = None
     warmup: WarmupSettings = WarmupSettings()
     golden: GoldenSettings = GoldenSettings()
@@ -203,5 +207,12 @@ class ServerSettings(BaseSettings):
         default=None, description="JSON-lines audit log; default <repository>/.baton/audit.jsonl"
     )
     audit_fsync: bool = False
+    require_manifest: bool = Field(default=False, description="every version needs a manifest")
+    require_signature: bool = Field(
+        default=False, description="every version needs a manifest signed by a trusted key"
+    )
+    trusted_keys: tuple[Path, ...] = Field(
+        default=(), description="Ed25519 public keys (PEM) whose signatures are accepted"
+    )
     log_level: str = "info"
     access_log: bool = False

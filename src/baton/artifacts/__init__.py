@@ -1,5 +1,5 @@
-"""Artifact checks that run before a version is loaded."""
+"""Trusted artifacts: manifests, signatures, publishing, and the checks before a version loads."""
 
-from baton.artifacts.verify import verify_version
+from baton.artifacts.verify import Verifier, verify_version
 
-__all__ = ["verify_version"]
+__all__ = ["Verifier", "verify_version"]

@@ -1,0 +1,162 @@
+"""Publish a model as a new version of a repository, atomically and with a manifest.
+
+    path = publish(Path("model.onnx"), Path("repo"), "fraud", sign_key=Path("ci.key"))
+
+The files are copied (and hashed in the same pass) into a hidden staging directory beside the
+versions, the model is loaded once to record its signature, the manifest is written last, and
+the staging directory is renamed to the version number. A reader therefore sees either no
+version or a complete one, and never a manifest without all its files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from baton.artifacts.manifest import CHUNK, MANIFEST, FileEntry, Manifest, write_manifest
+from baton.artifacts.signing import load_private_key, sign_manifest
+from baton.errors import VersionFailed
+from baton.runtimes.registry import runtime_for
+from baton.settings import ModelSettings
+
+__all__ = ["PublishError", "next_version", "publish"]
+
+#: A single model file is stored under the name its backend loads.
+FILE_NAMES = {".onnx": "model.onnx"}
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
+
+
+class PublishError(Exception):
+    """The version could not be published; nothing was added to the repository."""
+
+
+def next_version(model_dir: Path) -> int:
+    """One more than the highest numbered version directory (1 for a new model)."""
+    numbers = (
+        [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()] if model_dir.is_dir() else []
+    )
+    return max(numbers, default=0) + 1
+
+
+def _sources(source: Path) -> list[tuple[Path, str]]:
+    """(file, name in the version) for a model file or every non-hidden file of a directory."""
+    if source.is_file():
+        name = FILE_NAMES.get(source.suffix)
+        if name is None:
+            raise PublishError(f"{source}: unknown model file type; publish its directory")
+        return [(source, name)]
+    if not source.is_dir():
+        raise PublishError(f"{source} does not exist")
+    files = []
+    for root, dirs, names in os.walk(source):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            path = Path(root, name)
+            rel = path.relative_to(source).as_posix()
+            if not name.startswith(".") and rel != MANIFEST:
+                files.append((path, rel))
+    if not files:
+        raise PublishError(f"{source} holds no files")
+    return files
+
+
+def _copy_hashed(src: Path, dst: Path, progress: Callable[[int], None]) -> FileEntry:
+    """Copy ``src`` to ``dst`` (flushed to disk) while hashing what was read."""
+    digest, size = hashlib.sha256(), 0
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
+        while chunk := fin.read(CHUNK):
+            digest.update(chunk)
+            fout.write(chunk)
+            size += len(chunk)
+            progress(len(chunk))
+        os.fsync(fout.fileno())
+    return FileEntry(size, digest.hexdigest())
+
+
+def _model_facts(directory: Path) -> tuple[str, dict]:
+    """(framework, signature as JSON) of the model in ``directory``, by loading it once."""
+    runtime = runtime_for(directory, ModelSettings())
+    try:
+        runtime.load()
+        return runtime.platform, runtime.signature().to_json()
+    finally:
+        runtime.unload()
+
+
+def publish(
+    source: Path,
+    repository: Path,
+    model: str,
+    *,
+    version: int | None = None,
+    sign_key: Path | None = None,
+    description: str = "",
+    labels: tuple[str, ...] = (),
+    parent: int | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Publish ``source`` (a model file or directory) as ``model`` version ``version`` (default:
+    the next number) and return the version directory. Raises :class:`PublishError`."""
+    private = load_private_key(sign_key) if sign_key is not None else None
+    files = _sources(Path(source))
+    model_dir = Path(repository) / model
+    model_dir.mkdir(parents=True, exist_ok=True)
+    version = version if version is not None else next_version(model_dir)
+    final = model_dir / str(version)
+    if final.exists():
+        raise PublishError(f"{model} version {version} already exists in {repository}")
+    staging = model_dir / f".publish-{version}-{uuid.uuid4().hex[:8]}"
+    total = sum(path.stat().st_size for path, _ in files)
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    try:
+        entries = {name: _copy_hashed(path, staging / name, advance) for path, name in files}
+        try:
+            framework, signature = _model_facts(staging)
+        except VersionFailed as exc:
+            raise PublishError(f"{source} is not a model Baton can load: {exc}") from None
+        body = {
+            "model": model,
+            "version": version,
+            "framework": framework,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "description": description,
+            "parent": parent,
+            "labels": list(labels),
+            "files": {n: {"size": e.size, "sha256": e.sha256} for n, e in sorted(entries.items())},
+            "signature": signature,
+        }
+        manifest = Manifest(body)
+        if private is not None:
+            sign_manifest(manifest, private)
+        write_manifest(staging, manifest)  # last: the version's files are all in place
+        try:
+            os.rename(staging, final)  # fails if a concurrent publisher took the number
+        except OSError as exc:
+            raise PublishError(f"{model} version {version} could not be created: {exc}") from None
+        _fsync_dir(model_dir)
+        return final
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
