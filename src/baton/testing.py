@@ -54,13 +54,15 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         wait_ready: bool = True,
         timeout: float = 60,
+        args: tuple[str, ...] = (),
     ) -> ServerProcess:
+        """Start ``baton serve`` on free ports; ``args`` are extra command-line flags."""
         port, grpc_port = free_port(), free_port()
         command = [
             sys.executable, "-m", "baton.cli", "serve", "--repository", str(repository),
             "--http-port", str(port), "--grpc-port", str(grpc_port),
             "--poll-interval", str(poll_interval),
-            "--log-level", log_level,
+            "--log-level", log_level, *args,
         ]  # fmt: skip
         process = subprocess.Popen(
             command,

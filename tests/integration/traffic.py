@@ -21,6 +21,7 @@ class Traffic:
         self.lock = threading.Lock()
         self.log: list[tuple[float, str | None, str]] = []  # (time, session, version)
         self.failures: list[str] = []
+        self.per_client: list[list[str]] = [[] for _ in range(clients)]  # versions, in order
         self.threads = [threading.Thread(target=self._client, args=(i,)) for i in range(clients)]
 
     def __enter__(self):
@@ -58,4 +59,6 @@ class Traffic:
                     if r.status_code != 200:
                         self.failures.append(f"{r.status_code} {r.text}")
                         continue
-                    self.log.append((time.time(), session, r.json()["model_version"]))
+                    version = r.json()["model_version"]
+                    self.log.append((time.time(), session, version))
+                    self.per_client[i].append(version)
