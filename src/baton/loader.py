@@ -11,6 +11,7 @@ runtime has been unloaded again.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -75,10 +76,16 @@ class Loader:
         try:
             on_phase(S.VERIFYING)
             verified = await run(self._verify, files, settings)
-            on_phase(S.LOADING, **verified)
+            rebuilt = verified.pop("load_from", None)  # a delta version's full model
+            on_phase(S.LOADING, **verified, delta=rebuilt is not None)
             started = time.perf_counter()
-            runtime = self._factory(files, settings)
-            await run(runtime.load)
+            try:
+                runtime = self._factory(VersionFiles(rebuilt, files.fingerprint) if rebuilt
+                                        else files, settings)  # fmt: skip
+                await run(runtime.load)
+            finally:
+                if rebuilt is not None:
+                    await run(shutil.rmtree, rebuilt, True)
             load_seconds = time.perf_counter() - started
             try:
                 signature = apply_overrides(runtime.signature(), settings.inputs, settings.outputs)

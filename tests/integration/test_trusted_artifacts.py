@@ -78,6 +78,9 @@ def test_bad_versions_are_refused_with_reasons_and_the_old_one_keeps_serving(
         ("unexpected_file", lambda d: (d / "run.sh").write_text("rm -rf /"),
          {"sign_key": keys["ci"][0]}),
     ]  # fmt: skip
+    publish(source, staging, "m", version=30, sign_key=keys["ci"][0])  # a base the server lacks
+    cases.append(("delta_base_missing", lambda d: None,
+                  {"sign_key": keys["ci"][0], "delta_from": 30}))  # fmt: skip
     for number, (expected, tamper, options) in enumerate(cases, start=2):
         version = publish(source, staging, "m", version=number, **options)
         tamper(version)
@@ -106,13 +109,17 @@ def test_require_manifest_per_model(server_factory, tmp_path):
 
 
 def test_ten_versions_published_under_load_are_served_in_order(server_factory, tmp_path, keys):
+    """Versions 2-11: every other one signed, every third one a delta from the one before."""
     repo = tmp_path / "repo"
     publish(model_file(tmp_path / "models", 1.0), repo, "m", sign_key=keys["ci"][0])
     server = server_factory(repo, args=("--trusted-key", str(keys["ci"][1])))
     with Traffic(server.url, value=0.0, clients=2) as traffic:
         for version in range(2, 12):
-            sign = keys["ci"][0] if version % 2 else None  # every other one signed
-            publish(model_file(tmp_path / "models", float(version)), repo, "m", sign_key=sign)
+            publish(
+                model_file(tmp_path / "models", float(version)), repo, "m",
+                sign_key=keys["ci"][0] if version % 2 else None,
+                delta_from=version - 1 if version % 3 == 0 else None,
+            )  # fmt: skip
             wait_for(lambda v=version: served(server.url) == str(v))
     assert traffic.failures == []
     entries = httpx.get(f"{server.url}/admin/audit", params={"limit": 5000}).json()["entries"]
@@ -125,3 +132,4 @@ def test_ten_versions_published_under_load_are_served_in_order(server_factory, t
     loaded = [e for e in entries if e["kind"] == "state" and e["state"] == "LOADING"]
     signed = {e["version"] for e in loaded if e["data"].get("signed_by")}
     assert signed == {1, 3, 5, 7, 9, 11}
+    assert {e["version"] for e in loaded if e["data"].get("delta")} == {3, 6, 9}

@@ -24,6 +24,8 @@ def add_commands(sub) -> None:
     publish.add_argument("--description", default="")
     publish.add_argument("--label", action="append", default=[], help="recorded in the manifest")
     publish.add_argument("--parent", type=int, help="the version this one derives from")
+    publish.add_argument("--delta-from", type=int, metavar="N",
+                         help="store only the ONNX weights that differ from version N")  # fmt: skip
     verify = sub.add_parser("verify", help="check a version directory as the server would")
     verify.add_argument("directory", type=Path)
     verify.add_argument("--trusted-key", type=Path, action="append", default=[])
@@ -50,14 +52,22 @@ def _publish(args: argparse.Namespace) -> None:
         path = publish(
             args.source, args.repository, args.model, version=args.version,
             sign_key=args.sign, description=args.description, labels=tuple(args.label),
-            parent=args.parent, progress=bar,
+            parent=args.parent, delta_from=args.delta_from, progress=bar,
         )  # fmt: skip
     except (PublishError, OSError, ValueError) as exc:
         bar.close()
         sys.exit(f"baton publish: {exc}")
     bar.close()
-    signed = " (signed)" if args.sign else ""
-    print(f"published {args.model} version {path.name} at {path}{signed}")
+    notes = ["signed"] if args.sign else []
+    if args.delta_from:
+        notes.append(f"delta from {args.delta_from}, {_size(path)} stored")
+    extra = f" ({', '.join(notes)})" if notes else ""
+    print(f"published {args.model} version {path.name} at {path}{extra}")
+
+
+def _size(directory: Path) -> str:
+    size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+    return f"{size / 2**20:,.2f} MiB" if size >= 2**20 else f"{size:,} bytes"
 
 
 def _verify(args: argparse.Namespace) -> None:

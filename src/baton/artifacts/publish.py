@@ -18,7 +18,15 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from baton.artifacts.manifest import CHUNK, MANIFEST, FileEntry, Manifest, write_manifest
+from baton.artifacts.delta import DELTA, MODEL, make_delta
+from baton.artifacts.manifest import (
+    CHUNK,
+    MANIFEST,
+    FileEntry,
+    Manifest,
+    hash_file,
+    write_manifest,
+)
 from baton.artifacts.signing import load_private_key, sign_manifest
 from baton.errors import VersionFailed
 from baton.runtimes.registry import runtime_for
@@ -100,10 +108,12 @@ def publish(
     description: str = "",
     labels: tuple[str, ...] = (),
     parent: int | None = None,
+    delta_from: int | None = None,
     progress: Progress | None = None,
 ) -> Path:
     """Publish ``source`` (a model file or directory) as ``model`` version ``version`` (default:
-    the next number) and return the version directory. Raises :class:`PublishError`."""
+    the next number) and return the version directory; with ``delta_from``, store only the
+    ONNX initializers that differ from that version's. Raises :class:`PublishError`."""
     private = load_private_key(sign_key) if sign_key is not None else None
     files = _sources(Path(source))
     model_dir = Path(repository) / model
@@ -128,6 +138,10 @@ def publish(
             framework, signature = _model_facts(staging)
         except VersionFailed as exc:
             raise PublishError(f"{source} is not a model Baton can load: {exc}") from None
+        delta = None
+        if delta_from is not None:
+            delta = _to_delta(staging, model_dir / str(delta_from), delta_from, entries)
+            parent = delta_from if parent is None else parent
         body = {
             "model": model,
             "version": version,
@@ -138,6 +152,7 @@ def publish(
             "labels": list(labels),
             "files": {n: {"size": e.size, "sha256": e.sha256} for n, e in sorted(entries.items())},
             "signature": signature,
+            "delta": delta,
         }
         manifest = Manifest(body)
         if private is not None:
@@ -152,6 +167,21 @@ def publish(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _to_delta(staging: Path, base_dir: Path, base: int, entries: dict[str, FileEntry]) -> dict:
+    """Replace ``staging``'s model.onnx by its delta against ``base_dir`` (updating
+    ``entries``); returns the manifest's delta entry."""
+    if MODEL not in entries:
+        raise PublishError("a delta needs an ONNX model (model.onnx)")
+    try:
+        delta = make_delta(staging / MODEL, base_dir, base, staging / DELTA)
+    except (ValueError, OSError) as exc:
+        raise PublishError(f"cannot publish a delta from version {base}: {exc}") from None
+    (staging / MODEL).unlink()
+    del entries[MODEL]
+    entries[DELTA] = hash_file(staging / DELTA)
+    return delta
 
 
 def _fsync_dir(directory: Path) -> None:

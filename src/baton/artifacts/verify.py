@@ -10,7 +10,10 @@ In order, each failure a :class:`VersionFailed` whose reason names it:
    ``untrusted_key``), and a trusted key's signature matches the manifest (``bad_signature``);
 4. the directory holds exactly the files the manifest lists (``missing_file``,
    ``unexpected_file``), each of the listed size (``size_mismatch``) and SHA-256
-   (``hash_mismatch``).
+   (``hash_mismatch``);
+5. a delta version's base is there and unaltered (``delta_base_missing``,
+   ``delta_base_altered``), and the model rebuilt from both has the declared SHA-256
+   (``delta_mismatch``) — see :mod:`baton.artifacts.delta`.
 
 The server's settings set the floor (``require_manifest``, ``require_signature``, trusted
 keys); a model's ``model.yaml`` can only raise it.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from baton.artifacts.delta import rebuild
 from baton.artifacts.manifest import MANIFEST, hash_file, listed_files, read_manifest
 from baton.artifacts.signing import TrustStore
 from baton.errors import VersionFailed
@@ -48,7 +52,9 @@ class Verifier:
 
     def __call__(self, files: VersionFiles, settings: ModelSettings) -> dict:
         """Raise :class:`VersionFailed` unless the version may be loaded; returns what was
-        established (``manifest``: bool, ``signed_by``: key id or ``None``). Blocking."""
+        established (``manifest``: bool, ``signed_by``: key id or ``None``, and for a delta
+        ``load_from``: a temporary directory with the rebuilt model, which the caller removes
+        once loaded). Blocking."""
         now = fingerprint(files.path)
         if now is None:
             raise VersionFailed("missing_file", f"{files.path} is empty or gone")
@@ -65,7 +71,11 @@ class Verifier:
             return {"manifest": False, "signed_by": None}
         signed_by = self.trust.check(manifest, require_signature)
         check_files(files.path, manifest.files)
-        return {"manifest": True, "signed_by": signed_by}
+        facts = {"manifest": True, "signed_by": signed_by}
+        delta = manifest.body.get("delta")
+        if delta:
+            facts["load_from"] = rebuild(files.path, delta, lambda d, m: check_files(d, m.files))
+        return facts
 
 
 def check_files(directory: Path, declared: dict) -> None:
