@@ -20,6 +20,7 @@ __all__ = [
     "identity_model",
     "mlp_model",
     "slow_model",
+    "with_new_head",
     "write_demo_repository",
     "write_version",
 ]
@@ -213,3 +214,15 @@ def write_demo_repository(root: Path) -> None:
     for version in (1, 2):
         if not (model_dir / str(version)).exists():
             write_version(model_dir, version, affine_model(float(version)))
+
+
+def with_new_head(model: onnx.ModelProto, seed: int) -> onnx.ModelProto:
+    """The same model with its last weight matrix retrained (the rest byte-identical): what a
+    head-only fine-tune publishes, for delta updates."""
+    changed = onnx.ModelProto()
+    changed.CopyFrom(model)
+    head = changed.graph.initializer[-2]  # w{last}; the bias stays the same
+    values = numpy_helper.to_array(head)
+    fresh = np.random.default_rng(seed).standard_normal(values.shape).astype(np.float32)
+    head.CopyFrom(numpy_helper.from_array(fresh, head.name))
+    return changed

@@ -12,21 +12,10 @@ from onnx import numpy_helper
 from baton.artifacts.manifest import MANIFEST, hash_file, read_manifest
 from baton.artifacts.publish import PublishError, publish
 from baton.artifacts.verify import verify_version
-from baton.demo import mlp_model
+from baton.demo import mlp_model, with_new_head
 from baton.errors import VersionFailed
 from baton.sources.base import VersionFiles
 from baton.sources.filesystem import fingerprint
-
-
-def with_new_head(model: onnx.ModelProto, seed: int) -> onnx.ModelProto:
-    """The same model with the last layer's weights retrained."""
-    changed = onnx.ModelProto()
-    changed.CopyFrom(model)
-    head = changed.graph.initializer[-2]  # w{last}; the bias stays the same
-    values = numpy_helper.to_array(head)
-    fresh = np.random.default_rng(seed).standard_normal(values.shape).astype(np.float32)
-    head.CopyFrom(numpy_helper.from_array(fresh, head.name))
-    return changed
 
 
 @pytest.fixture
