@@ -93,7 +93,8 @@ class Loader:
                 raise VersionFailed("bad_config", str(exc)) from None
             if reference is not None and not settings.allow_breaking_change:
                 _check_contract(reference, signature)
-            on_phase(S.WARMING, load_seconds=load_seconds)
+            on_phase(S.WARMING, load_seconds=load_seconds,
+                     compile_cache=getattr(runtime, "compile_outcome", None))  # fmt: skip
             started = time.perf_counter()
             warmup = await run(run_warmup, runtime, signature, files.path, settings.warmup)
             await run(run_golden, runtime, files.path, settings.golden)

@@ -41,6 +41,8 @@ from baton.memory import tune_gc_for_serving
 from baton.metrics import Metrics
 from baton.repository import Repository
 from baton.rollout.controller import RolloutController, resume_from_audit
+from baton.runtimes.compile_cache import CompileCache
+from baton.runtimes.registry import runtime_for
 from baton.settings import ServerSettings
 from baton.sources.base import Source
 from baton.sources.filesystem import FilesystemSource
@@ -71,6 +73,17 @@ def _log_event(event: Event) -> None:
         )
 
 
+def _runtime_factory(settings: ServerSettings) -> RuntimeFactory | None:
+    """Runtimes with the compile cache, unless it is turned off (or there is nowhere to put it)."""
+    directory = settings.compile_cache
+    if directory is None and settings.repository is not None:
+        directory = settings.repository / ".baton" / "compile-cache"
+    if directory is None or settings.compile_cache_bytes == 0:
+        return None
+    cache = CompileCache(directory, settings.compile_cache_bytes)
+    return lambda files, model_settings: runtime_for(files.path, model_settings, cache)
+
+
 class BatonServer:
     def __init__(
         self,
@@ -88,6 +101,7 @@ class BatonServer:
             self.events.subscribe(self.audit.on_event)
         threads = settings.infer_threads or os.cpu_count() or 2
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="baton-infer")
+        runtime_factory = runtime_factory or _runtime_factory(settings)
         extra = {"runtime_factory": runtime_factory} if runtime_factory else {}
         self.manager = Manager(
             self.events,

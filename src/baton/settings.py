@@ -211,6 +211,10 @@ class ServerSettings(BaseSettings):
     require_signature: bool = Field(
         default=False, description="every version needs a manifest signed by a trusted key"
     )
+    compile_cache: Path | None = Field(
+        default=None, description="optimised-graph cache; default <repository>/.baton/compile-cache"
+    )
+    compile_cache_bytes: int = Field(default=2**30, ge=0, description="0 = no compile cache")
     trusted_keys: tuple[Path, ...] = Field(
         default=(), description="Ed25519 public keys (PEM) whose signatures are accepted"
     )

@@ -133,3 +133,6 @@ def test_ten_versions_published_under_load_are_served_in_order(server_factory, t
     signed = {e["version"] for e in loaded if e["data"].get("signed_by")}
     assert signed == {1, 3, 5, 7, 9, 11}
     assert {e["version"] for e in loaded if e["data"].get("delta")} == {3, 6, 9}
+    warming = [e for e in entries if e["kind"] == "state" and e["state"] == "WARMING"]
+    cache = [e["data"]["compile_cache"] for e in warming]  # same graph, new weights: reused
+    assert cache == ["miss"] + ["hit"] * 10, cache

@@ -11,6 +11,7 @@ import onnxruntime as ort
 
 from baton.errors import InvalidRequest, VersionFailed
 from baton.runtimes.base import Runtime
+from baton.runtimes.compile_cache import CompileCache
 from baton.settings import ModelSettings
 from baton.types import Signature, TensorSpec
 
@@ -54,9 +55,13 @@ def _spec(arg: ort.NodeArg) -> TensorSpec:
 class OnnxRuntime(Runtime):
     platform = "onnxruntime_onnx"
 
-    def __init__(self, path: Path, settings: ModelSettings) -> None:
+    def __init__(
+        self, path: Path, settings: ModelSettings, compile_cache: CompileCache | None = None
+    ) -> None:
         self.path = path
         self.settings = settings
+        self.compile_cache = compile_cache
+        self.compile_outcome: str | None = None  # after load: "hit", "miss", "bypass" or None
         self._session: ort.InferenceSession | None = None
         self._signature: Signature | None = None
         self._bytes = 0
@@ -73,9 +78,13 @@ class OnnxRuntime(Runtime):
         options.graph_optimization_level = _OPT_LEVELS[cfg.graph_optimization_level]
         options.log_severity_level = 3
         try:
-            session = ort.InferenceSession(
-                str(model_file), sess_options=options, providers=list(cfg.providers)
-            )
+            if self.compile_cache is not None and cfg.graph_optimization_level != "disable":
+                compiled = self.compile_cache.session(model_file, options, list(cfg.providers))
+                session, self.compile_outcome = compiled.session, compiled.outcome
+            else:
+                session = ort.InferenceSession(
+                    str(model_file), sess_options=options, providers=list(cfg.providers)
+                )
             signature = Signature(
                 tuple(_spec(a) for a in session.get_inputs()),
                 tuple(_spec(a) for a in session.get_outputs()),

@@ -1,0 +1,183 @@
+"""A cache of ONNX Runtime's optimised graphs, so a load can skip graph optimisation.
+
+On a miss, the session is created as usual with ``optimized_model_filepath`` set, and ORT's
+optimised graph is kept. On a later load of a model with the same *structure* (graph, and the
+names, shapes and types of its weights), the same execution providers, optimisation level,
+ORT version and machine, the session is created from that graph with optimisation off —
+with the new model's weights put in by name. So a weights-only update (a retrained model)
+skips re-optimisation too.
+
+That substitution is only sound when the optimiser passed every weight through unchanged. If
+it folded or rewrote any (a weight in the optimised graph is missing from the model, or differs
+from it), the entry is keyed by the model's full contents instead, and only serves reloads of
+that very model. Entries that pass weights through are stored without them, so they are small.
+
+Entries are written to a temporary name and renamed into place, so concurrent loads never see
+half an entry (two loads of one model may both optimise it; the later rename wins, and both
+entries are the same). The cache is kept under ``max_bytes`` by evicting the least recently
+used entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import onnxruntime as ort
+
+__all__ = ["CompileCache", "CompiledSession"]
+
+log = logging.getLogger("baton.compile_cache")
+
+
+def _machine() -> str:
+    """What makes an optimised graph hardware-specific: architecture and CPU model."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.machine()}|{model}"
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledSession:
+    session: ort.InferenceSession
+    outcome: str  # "hit", "miss", or "bypass" (a model the cache cannot hold)
+
+
+def _weights(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
+    return {t.name: t for t in model.graph.initializer}
+
+
+def _external(model: onnx.ModelProto) -> bool:
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+
+
+def _structure_digest(model: onnx.ModelProto) -> bytes:
+    """SHA-256 of the model without its weights' values (names, shapes and types kept)."""
+    weights = list(model.graph.initializer)
+    digest = hashlib.sha256()
+    for t in weights:
+        digest.update(f"{t.name}|{list(t.dims)}|{t.data_type};".encode())
+    del model.graph.initializer[:]
+    try:
+        digest.update(model.SerializeToString())
+    finally:
+        model.graph.initializer.extend(weights)
+    return digest.digest()
+
+
+class CompileCache:
+    def __init__(self, directory: Path, max_bytes: int = 2**30) -> None:
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self._context = f"{ort.__version__}|{_machine()}"
+
+    def session(
+        self, model_file: Path, options: ort.SessionOptions, providers: list[str]
+    ) -> CompiledSession:
+        """An inference session for ``model_file``, from the cache when it can be."""
+        model = onnx.load(str(model_file))
+        if _external(model):
+            return CompiledSession(
+                ort.InferenceSession(str(model_file), options, providers=providers), "bypass"
+            )
+        context = f"{self._context}|{providers}|{options.graph_optimization_level}".encode()
+        structure = hashlib.sha256(context + _structure_digest(model)).hexdigest()
+        contents = hashlib.sha256(context + model_file.read_bytes()).hexdigest()
+        for key, substitute in ((structure, True), (contents, False)):
+            cached = self._read(key)
+            if cached is not None:
+                session = self._from_cached(cached, model, options, providers, substitute)
+                if session is not None:
+                    return CompiledSession(session, "hit")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        scratch = self.directory / f".{uuid.uuid4().hex}.onnx"
+        options.optimized_model_filepath = str(scratch)
+        try:
+            session = ort.InferenceSession(str(model_file), options, providers=providers)
+            self._store(scratch, model, structure, contents)
+        finally:
+            scratch.unlink(missing_ok=True)
+        return CompiledSession(session, "miss")
+
+    # ---- entries --------------------------------------------------------------------------
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key}.onnx"
+
+    def _read(self, key: str) -> onnx.ModelProto | None:
+        path = self._path(key)
+        try:
+            cached = onnx.load(str(path))
+            os.utime(path)  # recently used
+            return cached
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # a damaged entry is dropped, never trusted
+            log.warning("compile cache entry %s is unreadable (%s); dropping it", path.name, exc)
+            path.unlink(missing_ok=True)
+            return None
+
+    def _from_cached(self, cached, model, options, providers, substitute: bool):
+        if substitute:
+            weights = _weights(model)
+            for t in cached.graph.initializer:
+                if t.name not in weights:
+                    return None
+                t.CopyFrom(weights[t.name])
+        fast = ort.SessionOptions()
+        fast.intra_op_num_threads = options.intra_op_num_threads
+        fast.inter_op_num_threads = options.inter_op_num_threads
+        fast.log_severity_level = options.log_severity_level
+        fast.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            return ort.InferenceSession(cached.SerializeToString(), fast, providers=providers)
+        except Exception as exc:
+            log.warning("compile cache entry could not be used (%s); optimising afresh", exc)
+            return None
+
+    def _store(self, scratch: Path, model: onnx.ModelProto, structure: str, contents: str) -> None:
+        """Keep ORT's optimised graph: weightless under the structure key when every weight in
+        it is one of the model's, unchanged; whole under the contents key otherwise."""
+        optimised = onnx.load(str(scratch))
+        originals = _weights(model)
+        passthrough = all(
+            t.name in originals and t.SerializeToString() == originals[t.name].SerializeToString()
+            for t in optimised.graph.initializer
+        )
+        if passthrough:
+            for t in optimised.graph.initializer:
+                t.ClearField("raw_data")
+                for field in ("float_data", "int32_data", "int64_data", "double_data",
+                              "uint64_data", "string_data"):  # fmt: skip
+                    t.ClearField(field)
+        key = structure if passthrough else contents
+        temp = self.directory / f".{uuid.uuid4().hex}.part"
+        temp.write_bytes(optimised.SerializeToString())
+        os.replace(temp, self._path(key))
+        self._evict()
+
+    def _evict(self) -> None:
+        entries = []
+        for path in self.directory.glob("*.onnx"):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue  # another load evicted it
+            entries.append((st.st_mtime, st.st_size, path))
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
