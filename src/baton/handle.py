@@ -44,6 +44,7 @@ class VersionHandle:
         "batcher",
         "inflight",
         "input_specs",
+        "memory_bytes",
         "model",
         "output_datatypes",
         "output_names",
@@ -74,6 +75,7 @@ class VersionHandle:
         self.inflight = 0
         self.served = 0  # requests answered, for the load the update rate limiter sees
         self.predict_seconds: float | None = None  # one warm prediction, measured at warm-up
+        self.memory_bytes: int | None = None  # resident memory its load added, if measured
         self._executor = executor
         self.batcher = batcher
         self.window: VersionWindow | None = None  # live stats while a rollout involves it

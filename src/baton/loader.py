@@ -23,6 +23,7 @@ from baton.errors import VersionFailed
 from baton.golden import run_golden
 from baton.handle import VersionHandle
 from baton.lifecycle import VersionState
+from baton.memory import resident_bytes
 from baton.runtimes.base import Runtime
 from baton.runtimes.registry import runtime_for
 from baton.settings import ModelSettings
@@ -78,7 +79,7 @@ class Loader:
             verified = await run(self._verify, files, settings)
             rebuilt = verified.pop("load_from", None)  # a delta version's full model
             on_phase(S.LOADING, **verified, delta=rebuilt is not None)
-            started = time.perf_counter()
+            started, rss_before = time.perf_counter(), resident_bytes()
             try:
                 runtime = self._factory(VersionFiles(rebuilt, files.fingerprint) if rebuilt
                                         else files, settings)  # fmt: skip
@@ -103,6 +104,7 @@ class Loader:
                 self._batcher(model, version, runtime, signature, settings),
             )  # fmt: skip
             handle.predict_seconds = warmup.predict_seconds
+            handle.memory_bytes = max(0, resident_bytes() - rss_before)
             return handle, time.perf_counter() - started
         except Exception as exc:
             if runtime is not None:

@@ -34,8 +34,15 @@ from baton.events import EventBus
 from baton.lifecycle import VersionState, check_transition
 from baton.loader import Loader, RuntimeFactory
 from baton.memory import release_memory
+from baton.preflight import MemoryLimits, MemoryPlan, directory_bytes, plan_load
 from baton.records import ModelRecord, RolloutRequest, VersionRecord
-from baton.rollout.decisions import describe, finish, rollout_on_serve, sync_windows
+from baton.rollout.decisions import (
+    describe,
+    finish,
+    request_rollout,
+    rollout_on_serve,
+    sync_windows,
+)
 from baton.rollout.gates import GateConfig
 from baton.rollout.ratelimit import LoadMeter, limit_update
 from baton.rollout.schedule import Rollout, RolloutPlan
@@ -60,8 +67,10 @@ class Manager:
         infer_executor: Executor | None = None,
         batch_observer: Callable[[str, int, int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        memory: MemoryLimits | None = None,
     ) -> None:
         self.events = events
+        self._memory = memory or MemoryLimits()
         self._clock = clock
         self.serving_map: ServingMap = ServingMap.empty()
         self._models: dict[str, ModelRecord] = {}
@@ -156,18 +165,7 @@ class Manager:
         now = self._clock()
         for m in self._models.values():
             self._limit_updates(m, now)
-        views = [
-            policy.ModelView(
-                m.name,
-                m.aspired(),
-                {
-                    v: policy.VersionView(r.state, r.files.fingerprint)
-                    for v, r in m.versions.items()
-                    if r.state is not None
-                },
-            )
-            for m in self._models.values()
-        ]
+        views = [m.view() for m in self._models.values()]
         action = policy.next_action(views)
         if isinstance(action, policy.Load):
             await self._load(self._models[action.model], action.version)
@@ -344,8 +342,16 @@ class Manager:
         r = m.versions.get(version)
         if r is None:
             r = m.versions[version] = VersionRecord(version, files)
-        r.files = files
+        r.files, r.files_bytes = files, directory_bytes(files.path)
         self._set_state(m, r, S.DISCOVERED, path=str(files.path))
+        plan = self._memory_plan(m, r)
+        if plan.decision == "refuse":
+            self._set_state(m, r, S.FAILED, "insufficient_memory", plan.reason)
+            return
+        if plan.decision == "retire_first":  # resource-preserving: unavailable while it loads
+            for v in [v for v, x in m.versions.items() if x.state in (S.READY, S.SERVING)]:
+                self._retire(m, v)
+            await self.wait_drained()
         current = m.default_version()
         old = m.versions[current].signature if current is not None else None
         reference = (current, old) if old is not None else None
@@ -360,7 +366,15 @@ class Manager:
             self._set_state(m, r, S.FAILED, failure.reason, str(failure))
             return
         r.handle, r.signature, r.platform = handle, handle.signature, handle.runtime.platform
-        self._set_state(m, r, S.READY, warmup_seconds=warmup_seconds)
+        r.memory = handle.memory_bytes
+        self._set_state(m, r, S.READY, warmup_seconds=warmup_seconds, memory_bytes=r.memory)
+
+    def _memory_plan(self, m: ModelRecord, r: VersionRecord) -> MemoryPlan:
+        """The memory pre-flight for loading ``r``, published as a ``memory`` event."""
+        plan = plan_load(self._models.values(), m, r, self._memory)
+        self.events.publish("memory", m.name, version=r.version, state=plan.decision,
+                            message=plan.reason, data=asdict(plan))  # fmt: skip
+        return plan
 
     def _serve(self, m: ModelRecord, version: int) -> None:
         before = m.default_version()
@@ -381,15 +395,7 @@ class Manager:
     ) -> None:  # fmt: skip
         """Roll ``name`` out to ``candidate`` as a canary (loading it first if needed)."""
         m = self.model(name)
-        if m.rollout is not None:
-            raise Conflict(f"model '{name}' already has a rollout to version {m.rollout.candidate}")
-        if candidate not in m.offered_versions():
-            raise NotFound(f"model '{name}' has no complete version {candidate} to roll out")
-        if candidate == m.default_version():
-            raise Conflict(f"version {candidate} of '{name}' is already the default")
-        cfg = m.settings.rollout
-        m.rollout_request = RolloutRequest(candidate, plan or cfg.plan(),
-                                           gates or cfg.gates.config())  # fmt: skip
+        m.rollout_request = request_rollout(m, candidate, plan, gates)
         if candidate in m.serving():
             self._serve_started(m, candidate)
         self._wake.set()

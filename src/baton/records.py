@@ -38,6 +38,8 @@ class VersionRecord:
     signature: Signature | None = None
     platform: str | None = None
     since: float = field(default_factory=time.time)
+    files_bytes: int = 0
+    memory: int | None = None  # footprint measured while it loaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,18 @@ class ModelRecord:
             pinned=self.pinned,
             labelled=held,
             disabled=self.disabled,
+        )
+
+    def view(self) -> policy.ModelView:
+        """What the swap policy gets to see of this model."""
+        return policy.ModelView(
+            self.name,
+            self.aspired(),
+            {
+                v: policy.VersionView(r.state, r.files.fingerprint)
+                for v, r in self.versions.items()
+                if r.state is not None
+            },
         )
 
     def settled(self) -> bool:

@@ -39,6 +39,7 @@ from baton.loader import RuntimeFactory
 from baton.manager import Manager
 from baton.memory import tune_gc_for_serving
 from baton.metrics import Metrics
+from baton.preflight import MemoryLimits
 from baton.repository import Repository
 from baton.rollout.controller import RolloutController, resume_from_audit
 from baton.runtimes.compile_cache import CompileCache
@@ -111,6 +112,7 @@ class BatonServer:
                 settings.require_signature,
             ),
             infer_executor=self.executor,
+            memory=MemoryLimits(settings.memory_budget, settings.memory_headroom),
             batch_observer=self.metrics.observe_batch,
             **extra,
         )

@@ -13,6 +13,7 @@ Server settings come from, in rising priority: defaults, ``BATON_*`` environment
     golden: {atol: 1e-5, rtol: 1e-4}   # tolerance for <version>/golden/*.json cases
     rollout: {mode: canary, steps: [1, 10, 50, 100], interval: 30, gates: {max_error_rate: 0.01}}
     update_limits: {min_interval: 300, busy_rps: 500, max_defer: 120}  # when new versions go in
+    memory: {when_short: refuse}       # or retire_first, when a new version does not fit beside
     max_batch_size: 32                 # dynamic batching (0/1 = off); inputs need a -1 first dim
     max_queue_delay_ms: 2              # the longest a request waits for others to join it
     preferred_batch_sizes: [8, 16]     # dispatch at once when a queue reaches one of these
@@ -35,6 +36,7 @@ from baton.rollout.schedule import RolloutPlan
 __all__ = [
     "GateSettings",
     "GoldenSettings",
+    "MemorySettings",
     "ModelSettings",
     "OnnxSettings",
     "RolloutSettings",
@@ -140,6 +142,13 @@ class UpdateLimitSettings(_Strict):
         return SwapLimits(self.min_interval, self.busy_rps, self.max_defer)
 
 
+class MemorySettings(_Strict):
+    """What to do when a new version's estimated memory does not fit beside the serving one."""
+
+    when_short: Literal["refuse", "retire_first"] = "refuse"
+    file_factor: float = Field(default=2.0, gt=0, description="estimate = files x this")
+
+
 class TensorOverride(_Strict):
     """Replace the datatype and/or shape the backend reports for one named tensor."""
 
@@ -169,6 +178,7 @@ class ModelSettings(_Strict):
     golden: GoldenSettings = GoldenSettings()
     rollout: RolloutSettings = RolloutSettings()
     update_limits: UpdateLimitSettings = UpdateLimitSettings()
+    memory: MemorySettings = MemorySettings()
     max_batch_size: int = Field(default=0, ge=0, description="0 or 1 = no dynamic batching")
     max_queue_delay_ms: float = Field(default=2.0, ge=0, le=60_000)
     preferred_batch_sizes: tuple[int, ...] = ()
@@ -210,6 +220,12 @@ class ServerSettings(BaseSettings):
     require_manifest: bool = Field(default=False, description="every version needs a manifest")
     require_signature: bool = Field(
         default=False, description="every version needs a manifest signed by a trusted key"
+    )
+    memory_budget: int | None = Field(
+        default=None, ge=0, description="bytes all loaded versions together may take"
+    )
+    memory_headroom: int = Field(
+        default=256 * 2**20, ge=0, description="bytes of memory a load must leave available"
     )
     compile_cache: Path | None = Field(
         default=None, description="optimised-graph cache; default <repository>/.baton/compile-cache"

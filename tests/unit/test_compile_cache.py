@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from baton.demo import mlp_model, with_new_head
+from baton.demo import affine_model, mlp_model, with_new_head
 from baton.runtimes.compile_cache import CompileCache
 
 X = np.random.default_rng(0).standard_normal((2, 32)).astype(np.float32)
@@ -99,6 +99,19 @@ def test_weights_the_optimiser_rewrote_are_never_reused_for_other_weights(cache,
     assert outcome == "miss"  # v1's folded weight must not stand in for v2's
     np.testing.assert_allclose(answer, reference(v2), rtol=1e-6)
     assert load(cache, v1)[0] == "hit"  # but v1 itself reloads from the cache
+
+
+def test_merged_equal_weights_are_not_reused_for_unequal_ones(cache, tmp_path):
+    """In y = x * scale + offset with scale == offset, ORT keeps one initializer for both; a
+    version where they differ must not inherit that."""
+    width = 4
+    v1 = save(affine_model(1.0, width=width), tmp_path / "v1" / "model.onnx")  # scale 1 = offset 1
+    v2 = save(affine_model(40.0, width=width), tmp_path / "v2" / "model.onnx")
+    x = np.full((1, width), 2.0, np.float32)
+    for path, expected in ((v1, 3.0), (v2, 42.0)):
+        compiled = cache.session(path, options(), ["CPUExecutionProvider"])
+        np.testing.assert_allclose(compiled.session.run(None, {"x": x})[0], expected)
+    assert compiled.outcome == "miss"
 
 
 def test_a_damaged_entry_is_dropped(cache, tmp_path):

@@ -11,6 +11,7 @@ from baton.events import EventBus
 from baton.lifecycle import VersionState as S
 from baton.manager import Manager
 from baton.policy import Load, Retire, Serve
+from baton.preflight import MemoryLimits
 from baton.runtimes.fake import FakeRuntime
 from baton.settings import ModelSettings, VersionPolicy
 from baton.sources.base import ModelSpec, VersionFiles
@@ -21,13 +22,15 @@ from baton.types import Signature, TensorSpec
 class Harness:
     """A manager whose versions are FakeRuntimes configured per version number."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, memory: MemoryLimits | None = None):
         self.root = tmp_path
         self.events = EventBus()
         self.behaviour: dict[int, dict] = {}
         self.runtimes: dict[int, FakeRuntime] = {}
         self.now = 1000.0  # the manager's fake clock
-        self.manager = Manager(self.events, runtime_factory=self._factory, clock=lambda: self.now)
+        self.manager = Manager(
+            self.events, runtime_factory=self._factory, clock=lambda: self.now, memory=memory
+        )
         self.settings = ModelSettings(drain_timeout=2.0)
         self.versions: dict[int, VersionFiles] = {}
 

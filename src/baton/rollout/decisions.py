@@ -14,12 +14,35 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from baton import policy
+from baton.errors import Conflict, NotFound
 from baton.records import ModelRecord, RolloutRequest
 from baton.rollout.gates import GateConfig
 from baton.rollout.schedule import Rollout, RolloutPlan, RolloutStatus
 from baton.rollout.window import VersionWindow
 
-__all__ = ["describe", "finish", "request_from", "rollout_on_serve", "sync_windows"]
+__all__ = [
+    "describe",
+    "finish",
+    "request_from",
+    "request_rollout",
+    "rollout_on_serve",
+    "sync_windows",
+]
+
+
+def request_rollout(
+    m: ModelRecord, candidate: int, plan: RolloutPlan | None, gates: GateConfig | None
+) -> RolloutRequest:
+    """An operator's request to roll ``m`` out to ``candidate`` (the model's rollout settings
+    fill in what is not given); raises Conflict or NotFound when it cannot be."""
+    if m.rollout is not None:
+        raise Conflict(f"model '{m.name}' already has a rollout to version {m.rollout.candidate}")
+    if candidate not in m.offered_versions():
+        raise NotFound(f"model '{m.name}' has no complete version {candidate} to roll out")
+    if candidate == m.default_version():
+        raise Conflict(f"version {candidate} of '{m.name}' is already the default")
+    cfg = m.settings.rollout
+    return RolloutRequest(candidate, plan or cfg.plan(), gates or cfg.gates.config())
 
 
 def rollout_on_serve(

@@ -7,10 +7,13 @@ ORT version and machine, the session is created from that graph with optimisatio
 with the new model's weights put in by name. So a weights-only update (a retrained model)
 skips re-optimisation too.
 
-That substitution is only sound when the optimiser passed every weight through unchanged. If
-it folded or rewrote any (a weight in the optimised graph is missing from the model, or differs
-from it), the entry is keyed by the model's full contents instead, and only serves reloads of
-that very model. Entries that pass weights through are stored without them, so they are small.
+That substitution is only sound when the optimiser's rewrites did not depend on the weights'
+values. The entry is reused for other weights only if the optimised graph holds exactly the
+model's weights, byte for byte, and consumes each as many times as the model does: folding,
+merging equal constants (ORT shares identical initializers) or dropping a multiply by one all
+show up as a weight missing, added, changed or used a different number of times. Otherwise the
+entry is keyed by the model's full contents, and only serves reloads of that very model.
+Entries reusable for other weights are stored without them, so they are small.
 
 Entries are written to a temporary name and renamed into place, so concurrent loads never see
 half an entry (two loads of one model may both optimise it; the later rename wins, and both
@@ -25,6 +28,7 @@ import logging
 import os
 import platform
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +36,9 @@ import onnx
 import onnxruntime as ort
 
 __all__ = ["CompileCache", "CompiledSession"]
+
+#: Part of every key: bump it when what an entry means changes, so old entries are never used.
+FORMAT = 2
 
 log = logging.getLogger("baton.compile_cache")
 
@@ -59,6 +66,28 @@ def _weights(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
     return {t.name: t for t in model.graph.initializer}
 
 
+def _uses(graph: onnx.GraphProto, names: set[str], counts: Counter | None = None) -> Counter:
+    """How many node inputs (subgraphs included) read each of ``names``."""
+    counts = Counter() if counts is None else counts
+    for node in graph.node:
+        counts.update(name for name in node.input if name in names)
+        for attribute in node.attribute:
+            for sub in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
+                _uses(sub, names, counts)
+    return counts
+
+
+def _weights_pass_through(model: onnx.ModelProto, optimised: onnx.ModelProto) -> bool:
+    """Did the optimiser keep every weight as it was, read as often as before?"""
+    originals, kept = _weights(model), _weights(optimised)
+    if kept.keys() != originals.keys():
+        return False
+    if any(t.SerializeToString() != originals[n].SerializeToString() for n, t in kept.items()):
+        return False
+    names = set(originals)
+    return _uses(model.graph, names) == _uses(optimised.graph, names)
+
+
 def _external(model: onnx.ModelProto) -> bool:
     return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
 
@@ -81,7 +110,7 @@ class CompileCache:
     def __init__(self, directory: Path, max_bytes: int = 2**30) -> None:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
-        self._context = f"{ort.__version__}|{_machine()}"
+        self._context = f"{FORMAT}|{ort.__version__}|{_machine()}"
 
     def session(
         self, model_file: Path, options: ort.SessionOptions, providers: list[str]
@@ -147,14 +176,10 @@ class CompileCache:
             return None
 
     def _store(self, scratch: Path, model: onnx.ModelProto, structure: str, contents: str) -> None:
-        """Keep ORT's optimised graph: weightless under the structure key when every weight in
-        it is one of the model's, unchanged; whole under the contents key otherwise."""
+        """Keep ORT's optimised graph: weightless under the structure key when its weights pass
+        through unchanged; whole under the contents key otherwise."""
         optimised = onnx.load(str(scratch))
-        originals = _weights(model)
-        passthrough = all(
-            t.name in originals and t.SerializeToString() == originals[t.name].SerializeToString()
-            for t in optimised.graph.initializer
-        )
+        passthrough = _weights_pass_through(model, optimised)
         if passthrough:
             for t in optimised.graph.initializer:
                 t.ClearField("raw_data")

@@ -2,7 +2,8 @@
 
 ``FakeRuntime`` computes ``y = x + offset`` on one FP32 input ``x`` of shape ``[-1, n]`` and can be
 told to fail at load or on chosen inputs, to produce non-finite outputs, to take time to load
-or predict, or to report a different signature — everything the manager must survive.
+or predict, to hold memory while loaded, or to report a different signature — everything the
+manager must survive.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class FakeRuntime(Runtime):
         predict_seconds: float = 0.0,
         signature: Signature | None = None,
         fail_predict: Callable[[np.ndarray], bool] | None = None,
+        hold_bytes: int = 0,
     ) -> None:
         self.offset = offset
         self.fail_load = fail_load
@@ -44,6 +46,8 @@ class FakeRuntime(Runtime):
         self._signature = signature or Signature(
             (TensorSpec("x", "FP32", (-1, width)),), (TensorSpec("y", "FP32", (-1, width)),)
         )
+        self.hold_bytes = hold_bytes
+        self._ballast: bytearray | None = None
         self.loaded = False
         self.unloaded = False
         self.calls = 0
@@ -54,6 +58,7 @@ class FakeRuntime(Runtime):
             time.sleep(self.load_seconds)
         if self.fail_load:
             raise VersionFailed("load_error", self.fail_load)
+        self._ballast = bytearray(self.hold_bytes)  # zero-filled, so really resident
         self.loaded = True
 
     def signature(self) -> Signature:
@@ -76,4 +81,5 @@ class FakeRuntime(Runtime):
         return {name: y}
 
     def unload(self) -> None:
+        self._ballast = None
         self.unloaded = True
