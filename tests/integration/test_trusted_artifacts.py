@@ -74,13 +74,18 @@ def test_bad_versions_are_refused_with_reasons_and_the_old_one_keeps_serving(
         ("hash_mismatch", lambda d: flip_byte(d / "model.onnx"), {"sign_key": keys["ci"][0]}),
         ("size_mismatch", lambda d: (d / "model.onnx").write_bytes(b"trunc"),
          {"sign_key": keys["ci"][0]}),
+        # the model's only file gone: a manifest without its files
         ("missing_file", lambda d: (d / "model.onnx").unlink(), {"sign_key": keys["ci"][0]}),
         ("unexpected_file", lambda d: (d / "run.sh").write_text("rm -rf /"),
          {"sign_key": keys["ci"][0]}),
     ]  # fmt: skip
     publish(source, staging, "m", version=30, sign_key=keys["ci"][0])  # a base the server lacks
-    cases.append(("delta_base_missing", lambda d: None,
-                  {"sign_key": keys["ci"][0], "delta_from": 30}))  # fmt: skip
+    shutil.copytree(repo / "m" / "1", staging / "m" / "1")  # the served version 1, as a base
+    cases += [
+        ("delta_base_missing", lambda d: None, {"sign_key": keys["ci"][0], "delta_from": 30}),
+        ("delta_base_altered", lambda d: flip_byte(repo / "m" / "1" / "model.onnx"),
+         {"sign_key": keys["ci"][0], "delta_from": 1}),  # version 1 altered on disk
+    ]  # fmt: skip
     for number, (expected, tamper, options) in enumerate(cases, start=2):
         version = publish(source, staging, "m", version=number, **options)
         tamper(version)
@@ -90,8 +95,9 @@ def test_bad_versions_are_refused_with_reasons_and_the_old_one_keeps_serving(
         assert state["reason"] == expected, state
         assert served(server.url) == "1"
     metrics = httpx.get(f"{server.url}/metrics").text
-    for expected, _, _ in cases:
-        assert f'baton_failed_loads_total{{model="m",reason="{expected}"}} 1.0' in metrics
+    for expected in {reason for reason, _, _ in cases}:
+        count = sum(reason == expected for reason, _, _ in cases)
+        assert f'baton_failed_loads_total{{model="m",reason="{expected}"}} {count}.0' in metrics
     shutil.copytree(signed_elsewhere, repo / "m" / "20")  # a good one still goes through
     wait_for(lambda: served(server.url) == "20")
 
