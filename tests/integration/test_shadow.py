@@ -13,14 +13,6 @@ from baton.testing import rotating_latencies
 
 from .conftest import wait_for
 
-SHADOW_YAML = """\
-rollout:
-  mode: canary
-  steps: [0, 100]
-  interval: 3600
-  shadow_fraction: {fraction}
-  gates: {{min_requests: 50, max_p99_ratio: null}}
-"""
 CLIENT_TIMEOUT = 30
 
 
@@ -62,7 +54,10 @@ def test_shadow_callers_see_stable_answers_at_unchanged_latency(server_factory, 
 def test_disagreeing_shadow_is_rolled_back_and_never_answers(server_factory, tmp_path):
     root = tmp_path / "repo"
     write_version(root / "m", 1, affine_model(1.0))
-    (root / "m" / "model.yaml").write_text(SHADOW_YAML.format(fraction=1.0))
+    (root / "m" / "model.yaml").write_text(
+        "rollout: {mode: canary, steps: [0, 100], interval: 3600, shadow_fraction: 1.0,\n"
+        "          gates: {min_requests: 50, max_p99_ratio: null}}\n"
+    )
     server = server_factory(root)
     write_version(root / "m", 2, affine_model(40.0))  # very different answers
     wait_for(lambda: rollout(server.url)["rollout"] is not None)

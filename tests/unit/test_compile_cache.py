@@ -149,3 +149,12 @@ def test_concurrent_loads_of_one_model(cache, tmp_path):
         t.join()
     assert errors == [] and len(outcomes) == 4
     assert load(cache, path)[0] == "hit"
+
+
+def test_a_cache_that_cannot_be_written_never_fails_a_load(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    cache = CompileCache(tmp_path / "file" / "cache")
+    path = save(mlp_model(width=32, layers=3), tmp_path / "v1" / "model.onnx")
+    outcome, answer = load(cache, path)
+    assert outcome == "bypass"
+    np.testing.assert_allclose(answer, reference(path), rtol=1e-6)

@@ -23,6 +23,7 @@ used entries.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -130,12 +131,20 @@ class CompileCache:
                 session = self._from_cached(cached, model, options, providers, substitute)
                 if session is not None:
                     return CompiledSession(session, "hit")
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # the cache is an optimisation: never a reason to fail a load
+            log.warning("compile cache %s unusable (%s); loading without it", self.directory, exc)
+            plain = ort.InferenceSession(str(model_file), options, providers=providers)
+            return CompiledSession(plain, "bypass")
         scratch = self.directory / f".{uuid.uuid4().hex}.onnx"
         options.optimized_model_filepath = str(scratch)
         try:
             session = ort.InferenceSession(str(model_file), options, providers=providers)
-            self._store(scratch, model, structure, contents)
+            try:
+                self._store(scratch, model, structure, contents)
+            except Exception as exc:
+                log.warning("compile cache could not keep %s (%s)", model_file, exc)
         finally:
             scratch.unlink(missing_ok=True)
         return CompiledSession(session, "miss")
@@ -148,14 +157,19 @@ class CompileCache:
         path = self._path(key)
         try:
             cached = onnx.load(str(path))
-            os.utime(path)  # recently used
-            return cached
         except FileNotFoundError:
             return None
-        except Exception as exc:  # a damaged entry is dropped, never trusted
-            log.warning("compile cache entry %s is unreadable (%s); dropping it", path.name, exc)
-            path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("compile cache entry %s unreadable (%s)", path, exc)
             return None
+        except Exception as exc:  # a damaged entry is dropped, never trusted
+            log.warning("compile cache entry %s is damaged (%s); dropping it", path.name, exc)
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used
+        return cached
 
     def _from_cached(self, cached, model, options, providers, substitute: bool):
         if substitute:
