@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO   := demo-repository
 PORT   ?= 8000
 
-.PHONY: setup run test lint format proto bench-swap bench-memory bench-throughput bench-batching bench-profile clean
+.PHONY: setup frameworks run test lint format proto bench-swap bench-memory bench-throughput bench-batching bench-profile clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,14 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 setup: $(STAMP)
+
+# The framework backends' packages (large): installed for the tests, not needed by `make run`.
+FRAMEWORKS := $(VENV)/.frameworks-installed
+$(FRAMEWORKS): $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,torch]'
+	touch $@
+
+frameworks: $(FRAMEWORKS)
 
 run: setup
 	$(BIN)/baton demo-repository $(DEMO)
@@ -31,7 +39,7 @@ format: setup
 proto: setup
 	$(BIN)/python src/baton/api/v2grpc/generate.py
 
-test: setup lint
+test: setup frameworks lint
 	$(BIN)/pytest
 
 BENCH := $(VENV)/.bench-installed

@@ -111,3 +111,31 @@ def batching_obstacle(signature: Signature) -> str | None:
             if not t.shape or t.shape[0] != -1:
                 return f"{kind} '{t.name}' has shape {list(t.shape)}: no dynamic first dimension"
     return None
+
+
+def structure_problems(old: dict | None, new: dict | None) -> tuple[str, list[str]] | None:
+    """(reason, problems) when a weights-only version does not keep the serving version's
+    structure (see :meth:`baton.runtimes.base.Runtime.structure`), else ``None``."""
+    if old is None or new is None:
+        return None
+    old_w, new_w = old.get("weights") or {}, new.get("weights") or {}
+    problems = [f"weight '{n}' is missing" for n in sorted(old_w.keys() - new_w.keys())]
+    problems += [f"weight '{n}' is new" for n in sorted(new_w.keys() - old_w.keys())]
+    problems += [
+        f"weight '{n}' has shape {new_w[n]}, was {old_w[n]}"
+        for n in sorted(old_w.keys() & new_w.keys())
+        if list(old_w[n]) != list(new_w[n])
+    ]
+    if problems:
+        return "incompatible_weights", problems
+    if old.get("labels") != new.get("labels"):
+
+        def show(labels):
+            if labels is None:
+                return "none"
+            return f"{len(labels)} classes {labels[:5]}{'...' if len(labels) > 5 else ''}"
+
+        return "labels_changed", [
+            f"labels are {show(new.get('labels'))}, were {show(old.get('labels'))}"
+        ]
+    return None

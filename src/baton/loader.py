@@ -18,7 +18,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 
 from baton.artifacts.verify import verify_version
 from baton.batching import Batcher
-from baton.contract import apply_overrides, batching_obstacle, incompatibilities
+from baton.contract import apply_overrides, batching_obstacle, incompatibilities, structure_problems
 from baton.errors import VersionFailed
 from baton.golden import run_golden
 from baton.handle import VersionHandle
@@ -65,12 +65,12 @@ class Loader:
         version: int,
         files: VersionFiles,
         settings: ModelSettings,
-        reference: tuple[int, Signature] | None,
+        reference: tuple[int, Signature, dict | None] | None,
         on_phase: Phase,
     ) -> tuple[VersionHandle, float]:
         """Load one version up to (not including) READY; returns its handle and the warm-up
-        seconds. ``reference`` is the serving (version, signature) to stay compatible with,
-        if any. Raises :class:`VersionFailed`."""
+        seconds. ``reference`` is the serving (version, signature, structure) to stay
+        compatible with, if any. Raises :class:`VersionFailed`."""
         loop = asyncio.get_running_loop()
         run = lambda fn, *args: loop.run_in_executor(self.executor, fn, *args)  # noqa: E731
         runtime: Runtime | None = None
@@ -93,7 +93,7 @@ class Loader:
             except ValueError as exc:
                 raise VersionFailed("bad_config", str(exc)) from None
             if reference is not None and not settings.allow_breaking_change:
-                _check_contract(reference, signature)
+                _check_contract(reference, signature, runtime.structure())
             on_phase(S.WARMING, load_seconds=load_seconds,
                      compile_cache=getattr(runtime, "compile_outcome", None))  # fmt: skip
             started = time.perf_counter()
@@ -138,8 +138,19 @@ class Loader:
         self.executor.shutdown(wait=True)
 
 
-def _check_contract(reference: tuple[int, Signature], signature: Signature) -> None:
-    current, old = reference
+def _check_contract(
+    reference: tuple[int, Signature, dict | None], signature: Signature, structure: dict | None
+) -> None:
+    current, old, old_structure = reference
+    mismatch = structure_problems(old_structure, structure)
+    if mismatch is not None:
+        reason, problems = mismatch
+        raise VersionFailed(
+            reason,
+            f"does not fit serving version {current}: "
+            + "; ".join(problems[:5])
+            + " (set allow_breaking_change: true in model.yaml to accept it)",
+        )
     problems = incompatibilities(old, signature)
     if problems:
         raise VersionFailed(

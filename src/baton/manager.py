@@ -353,8 +353,10 @@ class Manager:
                 self._retire(m, v)
             await self.wait_drained()
         current = m.default_version()
-        old = m.versions[current].signature if current is not None else None
-        reference = (current, old) if old is not None else None
+        serving = m.versions[current] if current is not None else None
+        reference = None
+        if serving is not None and serving.signature is not None and serving.handle is not None:
+            reference = (current, serving.signature, serving.handle.runtime.structure())
         try:
             handle, warmup_seconds = await self._loader.load(
                 m.name, version, files, m.settings, reference,

@@ -39,9 +39,12 @@ __all__ = [
     "MemorySettings",
     "ModelSettings",
     "OnnxSettings",
+    "PythonSettings",
     "RolloutSettings",
     "ServerSettings",
     "TensorOverride",
+    "TensorflowSettings",
+    "TorchSettings",
     "UpdateLimitSettings",
     "VersionPolicy",
     "WarmupSettings",
@@ -157,6 +160,29 @@ class TensorOverride(_Strict):
     shape: tuple[int, ...] | None = None
 
 
+class TorchSettings(_Strict):
+    """PyTorch: the architecture for weights-only versions, and threads."""
+
+    module: str | None = Field(
+        default=None,
+        description="'package.module:Class' or 'file.py:Class' (beside model.yaml) to build "
+        "before loading weights.safetensors / weights.pt into it",
+    )
+    kwargs: dict = Field(default_factory=dict, description="constructor arguments of the class")
+    threads: int = Field(default=1, ge=1, description="torch intra-op threads (process-wide)")
+
+
+class PythonSettings(_Strict):
+    """A custom runtime: a class with load(path) / predict(inputs) / unload() [/ signature()]."""
+
+    handler: str = Field(description="'package.module:Class' or 'file.py:Class'")
+    kwargs: dict = Field(default_factory=dict)
+
+
+class TensorflowSettings(_Strict):
+    signature: str = "serving_default"
+
+
 class OnnxSettings(_Strict):
     intra_op_num_threads: int = Field(default=1, ge=0)
     inter_op_num_threads: int = Field(default=1, ge=0)
@@ -173,7 +199,10 @@ class ModelSettings(_Strict):
     allow_breaking_change: bool = False
     require_manifest: bool = False
     require_signature: bool = False
-    backend: Literal["onnx"] | None = None
+    backend: (
+        Literal["onnx", "torchscript", "torch_export", "torch_weights", "tensorflow", "paddle",
+                "python", "tensorrt"] | None
+    ) = None  # fmt: skip
     warmup: WarmupSettings = WarmupSettings()
     golden: GoldenSettings = GoldenSettings()
     rollout: RolloutSettings = RolloutSettings()
@@ -185,6 +214,9 @@ class ModelSettings(_Strict):
     inputs: tuple[TensorOverride, ...] = ()
     outputs: tuple[TensorOverride, ...] = ()
     onnx: OnnxSettings = OnnxSettings()
+    torch: TorchSettings = TorchSettings()
+    tensorflow: TensorflowSettings = TensorflowSettings()
+    python: PythonSettings | None = None
 
     @field_validator("labels")
     @classmethod

@@ -50,6 +50,11 @@ class Runtime(ABC):
     def unload(self) -> None:
         """Release the model and its memory. Idempotent."""
 
+    def structure(self) -> dict | None:
+        """What a weights-only update must keep from the version it replaces (tensor names and
+        shapes, class labels), or ``None`` when the backend has no such notion. After load."""
+        return None
+
     def memory_bytes(self) -> int | None:
         """Best estimate of the memory this version holds, if the backend knows it."""
         return None

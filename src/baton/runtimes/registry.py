@@ -11,14 +11,54 @@ from baton.settings import ModelSettings
 __all__ = ["runtime_for"]
 
 
+#: Files that identify a backend, in the order they are looked for.
+DETECT = (
+    ("model.onnx", "onnx"),
+    ("model.pt", "torchscript"),
+    ("model.pt2", "torch_export"),
+    ("weights.safetensors", "torch_weights"),
+    ("weights.pt", "torch_weights"),
+    ("saved_model.pb", "tensorflow"),
+    ("model.pdmodel", "paddle"),
+    ("model.json", "paddle"),
+    ("model.engine", "tensorrt"),
+)
+
+
+def backend_of(path: Path, settings: ModelSettings) -> str:
+    """The backend ``settings.backend`` names, else the one whose files are present."""
+    if settings.backend is not None:
+        return settings.backend
+    if settings.python is not None:
+        return "python"
+    for name, backend in DETECT:
+        if (path / name).exists():
+            return backend
+    raise VersionFailed(
+        "no_model_file",
+        f"no model file found in {path} (expected one of {sorted({n for n, _ in DETECT})}, "
+        "or backend/python in model.yaml)",
+    )
+
+
 def runtime_for(path: Path, settings: ModelSettings, compile_cache=None) -> Runtime:
-    """Pick the backend named in ``settings.backend``, else the one whose files are present;
-    ``compile_cache`` (a :class:`baton.runtimes.compile_cache.CompileCache`) serves ONNX.
+    """The runtime for a version directory; ``compile_cache`` (a
+    :class:`baton.runtimes.compile_cache.CompileCache`) serves ONNX. Framework packages are
+    imported on load, so a server without them starts fast and fails only those versions.
 
     Raises :class:`VersionFailed` (``no_model_file``) when no backend recognises the directory.
     """
-    if settings.backend == "onnx" or (settings.backend is None and (path / "model.onnx").exists()):
+    backend = backend_of(path, settings)
+    if backend == "onnx":
         from baton.runtimes.onnx import OnnxRuntime
 
         return OnnxRuntime(path, settings, compile_cache)
-    raise VersionFailed("no_model_file", f"no model file found in {path} (expected model.onnx)")
+    if backend in ("torchscript", "torch_export", "torch_weights"):
+        from baton.runtimes.pytorch import TorchRuntime
+
+        return TorchRuntime(path, settings, backend)
+    if backend == "python":
+        from baton.runtimes.python import PythonRuntime
+
+        return PythonRuntime(path, settings)
+    raise VersionFailed("backend_unavailable", f"the {backend} backend is not available yet")

@@ -1,0 +1,155 @@
+"""Versions of one model, y = x + offset on FP32[-1, 4], for every backend: what the shared
+behavioural suite (test_backends.py) serves. Frameworks are imported only when used."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from baton.demo import affine_model, write_version
+
+DECLARED = (
+    "inputs: [{name: x, datatype: FP32, shape: [-1, 4]}]\n"
+    "outputs: [{name: y, datatype: FP32, shape: [-1, 4]}]\n"
+)
+
+TORCH_NET = """
+import torch
+
+
+class Affine(torch.nn.Module):
+    def __init__(self, width=4, padding=1):
+        super().__init__()
+        self.offset = torch.nn.Parameter(torch.zeros(width))
+        self.padding = torch.nn.Parameter(torch.zeros(padding))  # sets the size
+
+    def forward(self, x):
+        return x + self.offset + self.padding[0] * 0
+"""
+
+HANDLER = """
+import numpy as np
+
+
+class Handler:
+    def __init__(self, scale=1.0):
+        self.scale = scale
+
+    def load(self, path):
+        offset, padding = (path / "offset.txt").read_text().split()
+        self.offset = np.float32(float(offset))
+        self.padding = np.ones(int(padding), np.float32)  # sets the size
+
+    def signature(self):
+        spec = {"datatype": "FP32", "shape": [-1, 4]}
+        return {"inputs": [{"name": "x", **spec}], "outputs": [{"name": "y", **spec}]}
+
+    def predict(self, inputs):
+        return {"y": inputs["x"] * np.float32(self.scale) + self.offset}
+
+    def unload(self):
+        self.offset = self.padding = None
+"""
+
+
+def _staged(model_dir: Path, version: int, write: Callable[[Path], None]) -> Path:
+    """Write a version into a hidden directory, then rename it into place (atomic)."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = model_dir / f".{version}.tmp"
+    staging.mkdir(parents=True)
+    write(staging)
+    final = model_dir / str(version)
+    staging.rename(final)
+    return final
+
+
+def _torch_affine(offset: float, padding: int):
+    import torch
+
+    class Affine(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.offset = torch.nn.Parameter(torch.full((4,), offset))
+            self.padding = torch.nn.Parameter(torch.ones(max(padding, 1)))
+
+        def forward(self, x):
+            return x + self.offset + self.padding[0] * 0
+
+    return Affine().eval()
+
+
+def onnx_version(model_dir: Path, version: int, offset: float, padding: int = 0) -> Path:
+    return write_version(model_dir, version, affine_model(offset, padding_floats=padding))
+
+
+def torchscript_version(model_dir: Path, version: int, offset: float, padding: int = 0) -> Path:
+    import torch
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "model.yaml").write_text(DECLARED)
+    module = torch.jit.script(_torch_affine(offset, padding))
+    return _staged(model_dir, version, lambda d: torch.jit.save(module, str(d / "model.pt")))
+
+
+def torch_export_version(model_dir: Path, version: int, offset: float, padding: int = 0) -> Path:
+    import torch
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "model.yaml").write_text("inputs: [{name: x}]\noutputs: [{name: y}]\n")
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.export.export(
+        _torch_affine(offset, padding), (torch.zeros(2, 4),), dynamic_shapes={"x": {0: batch}}
+    )
+    return _staged(model_dir, version, lambda d: torch.export.save(program, str(d / "model.pt2")))
+
+
+def torch_weights_version(
+    model_dir: Path, version: int, offset: float, padding: int = 0,
+    labels: list[str] | None = None, width: int = 4,
+) -> Path:  # fmt: skip
+    import torch
+    from safetensors.torch import save_file
+
+    size = max(padding, 1)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "net.py").write_text(TORCH_NET)
+    (model_dir / "model.yaml").write_text(
+        f'torch: {{module: "net.py:Affine", kwargs: {{padding: {size}}}}}\n' + DECLARED
+    )
+
+    def write(d: Path) -> None:
+        weights = {"offset": torch.full((width,), offset), "padding": torch.ones(size)}
+        save_file(weights, str(d / "weights.safetensors"))
+        (d / "labels.txt").write_text("\n".join(labels or ["crack", "dent", "scratch"]) + "\n")
+
+    return _staged(model_dir, version, write)
+
+
+def python_version(model_dir: Path, version: int, offset: float, padding: int = 0) -> Path:
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "handler.py").write_text(HANDLER)
+    (model_dir / "model.yaml").write_text('python: {handler: "handler.py:Handler"}\n')
+    return _staged(
+        model_dir, version, lambda d: (d / "offset.txt").write_text(f"{offset} {padding}")
+    )
+
+
+#: backend name → (version writer, the package it needs or None)
+BACKENDS: dict[str, tuple[Callable[..., Path], str | None]] = {
+    "onnx": (onnx_version, None),
+    "torchscript": (torchscript_version, "torch"),
+    "torch_export": (torch_export_version, "torch"),
+    "torch_weights": (torch_weights_version, "torch"),
+    "python": (python_version, None),
+}
+
+
+def installed(package: str | None) -> bool:
+    return package is None or importlib.util.find_spec(package) is not None
+
+
+def expected(x: np.ndarray, offset: float) -> np.ndarray:
+    return x + np.float32(offset)
