@@ -85,3 +85,31 @@ def test_memory_is_given_back_after_unloads(backend, server_factory, tmp_path):
         wait_for(lambda v=version: unloaded(v - 1), timeout=60)
     final = process.memory_info().rss
     assert final - baseline < 40 * 2**20 + 30 * 2**20, (baseline / 2**20, final / 2**20)
+
+
+@pytest.mark.skipif(not installed("torch"), reason="torch not installed")
+def test_weights_for_another_task_or_shape_are_refused_while_the_old_version_serves(
+    server_factory, tmp_path
+):
+    """The seed's case: a traffic-sign model's weights dropped into a defect-detection service."""
+    write, _ = BACKENDS["torch_weights"]
+    model = tmp_path / "repo" / "m"
+    write(model, 1, 1.0)  # labels: crack, dent, scratch
+    server = server_factory(tmp_path / "repo")
+
+    def failed(version: int) -> dict | None:
+        versions = httpx.get(f"{server.url}/admin/models/m").json()["versions"]
+        return next((v for v in versions if v["version"] == version and v["state"] == "FAILED"),
+                    None)  # fmt: skip
+
+    write(model, 2, 2.0, labels=["stop", "yield", "speed-limit"])
+    v2 = wait_for(lambda: failed(2))
+    assert v2["reason"] == "labels_changed" and "stop" in v2["message"]
+    write(model, 3, 3.0, width=8)
+    v3 = wait_for(lambda: failed(3))
+    assert v3["reason"] == "incompatible_weights" and "offset" in v3["message"]
+    assert served(server.url) == "1"
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'baton_failed_loads_total{model="m",reason="labels_changed"} 1.0' in metrics
+    write(model, 4, 4.0)  # same labels and shapes: accepted
+    wait_for(lambda: served(server.url) == "4")

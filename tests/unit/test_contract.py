@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from baton.contract import apply_overrides, check_inputs, incompatibilities
+from baton.contract import apply_overrides, check_inputs, incompatibilities, structure_problems
 from baton.errors import InvalidRequest
 from baton.settings import TensorOverride
 from baton.types import Signature, TensorSpec
@@ -75,3 +75,21 @@ def test_check_inputs(inputs, datatypes, message):
     else:
         with pytest.raises(InvalidRequest, match=message):
             check_inputs(SPECS, inputs, datatypes)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        (None, {"weights": {"w": [4]}}, None),  # the serving version has no structure
+        ({"weights": {"w": [4]}, "labels": ["a"]}, {"weights": {"w": [4]}, "labels": ["a"]}, None),
+        ({"weights": {"w": [4]}}, {"weights": {"w": [8]}}, "incompatible_weights"),
+        ({"weights": {"w": [4]}}, {"weights": {"v": [4]}}, "incompatible_weights"),
+        ({"weights": {"w": [4]}}, {"weights": {"w": [4], "extra": [1]}}, "incompatible_weights"),
+        ({"weights": {}, "labels": ["crack", "dent"]}, {"weights": {}, "labels": ["stop"]},
+         "labels_changed"),
+        ({"weights": {}, "labels": ["a"]}, {"weights": {}, "labels": None}, "labels_changed"),
+    ],
+)  # fmt: skip
+def test_structure_problems(old, new, reason):
+    result = structure_problems(old, new)
+    assert (result[0] if result else None) == reason
