@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -84,6 +86,7 @@ class Loader:
                 runtime = self._factory(VersionFiles(rebuilt, files.fingerprint) if rebuilt
                                         else files, settings)  # fmt: skip
                 await run(runtime.load)
+                _reclaim_signals()
             finally:
                 if rebuilt is not None:
                     await run(shutil.rmtree, rebuilt, True)
@@ -136,6 +139,17 @@ class Loader:
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True)
+
+
+def _reclaim_signals() -> None:
+    """Frameworks may install their own C-level handlers for SIGTERM/SIGINT when first imported
+    (Paddle does), which would kill the server instead of letting it drain: put Python's back.
+    Only the main thread may, which is where the loader's event loop runs."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            handler = signal.getsignal(sig)
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 def _check_contract(

@@ -1,15 +1,26 @@
 """Versions of one model, y = x + offset on FP32[-1, 4], for every backend: what the shared
-behavioural suite (test_backends.py) serves. Frameworks are imported only when used."""
+behavioural suite (test_backends.py) serves.
+
+Frameworks must not share a process (importing TensorFlow after torch can crash it), so
+:func:`build` writes versions in a subprocess of their own, as hidden ``.pending-<version>``
+directories, and :func:`reveal` renames one into place when the test wants it to appear.
+
+    python -m tests.integration.backends BACKEND MODEL_DIR '[[version, offset, {kwargs}], ...]'
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnx
 
-from baton.demo import affine_model, write_version
+from baton.demo import affine_model
 
 DECLARED = (
     "inputs: [{name: x, datatype: FP32, shape: [-1, 4]}]\n"
@@ -56,14 +67,28 @@ class Handler:
 
 
 def _staged(model_dir: Path, version: int, write: Callable[[Path], None]) -> Path:
-    """Write a version into a hidden directory, then rename it into place (atomic)."""
+    """Write a version into the hidden ``.pending-<version>`` (see :func:`reveal`)."""
     model_dir.mkdir(parents=True, exist_ok=True)
-    staging = model_dir / f".{version}.tmp"
+    staging = model_dir / f".pending-{version}"
     staging.mkdir(parents=True)
     write(staging)
+    return staging
+
+
+def reveal(model_dir: Path, version: int) -> Path:
+    """Publish a pending version: one atomic rename."""
     final = model_dir / str(version)
-    staging.rename(final)
+    (model_dir / f".pending-{version}").rename(final)
     return final
+
+
+def build(backend: str, model_dir: Path, specs: list[tuple]) -> None:
+    """Write pending versions ``[(version, offset, {kwargs}), ...]`` in a fresh interpreter."""
+    subprocess.run(
+        [sys.executable, "-m", "tests.integration.backends", backend, str(model_dir),
+         json.dumps([list(spec) for spec in specs])],
+        check=True, cwd=Path(__file__).resolve().parents[2], capture_output=True, timeout=600,
+    )  # fmt: skip
 
 
 def _torch_affine(offset: float, padding: int):
@@ -82,7 +107,8 @@ def _torch_affine(offset: float, padding: int):
 
 
 def onnx_version(model_dir: Path, version: int, offset: float, padding: int = 0) -> Path:
-    return write_version(model_dir, version, affine_model(offset, padding_floats=padding))
+    model = affine_model(offset, padding_floats=padding)
+    return _staged(model_dir, version, lambda d: onnx.save(model, str(d / "model.onnx")))
 
 
 def torchscript_version(model_dir: Path, version: int, offset: float, padding: int = 0) -> Path:
@@ -137,12 +163,63 @@ def python_version(model_dir: Path, version: int, offset: float, padding: int = 
     )
 
 
+def tensorflow_version(model_dir: Path, version: int, offset: float, padding: int = 0) -> Path:
+    import tensorflow as tf
+
+    class Affine(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.offset = tf.Variable(tf.fill([4], offset))
+            self.padding = tf.Variable(tf.ones([max(padding, 1)]))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": x + self.offset + self.padding[0] * 0}
+
+    module = Affine()
+    return _staged(
+        model_dir, version,
+        lambda d: tf.saved_model.save(module, str(d), signatures={"serving_default": module.serve}),
+    )  # fmt: skip
+
+
+def paddle_version(model_dir: Path, version: int, offset: float, padding: int = 0) -> Path:
+    import paddle
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "model.yaml").write_text(DECLARED)  # names and shapes: PIR reports neither
+    layer = _paddle_affine(paddle, offset, padding)
+    spec = [paddle.static.InputSpec([None, 4], "float32", "x")]
+    return _staged(
+        model_dir, version, lambda d: paddle.jit.save(layer, str(d / "model"), input_spec=spec)
+    )
+
+
+def _paddle_affine(paddle, offset: float, padding: int):
+    constant = paddle.nn.initializer.Constant
+
+    class Affine(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.offset = self.create_parameter([4], default_initializer=constant(offset))
+            self.padding = self.create_parameter([max(padding, 1)], default_initializer=constant(1))
+
+        def forward(self, x):
+            return x + self.offset + self.padding[0] * 0
+
+    layer = Affine()
+    layer.eval()
+    return layer
+
+
 #: backend name → (version writer, the package it needs or None)
 BACKENDS: dict[str, tuple[Callable[..., Path], str | None]] = {
     "onnx": (onnx_version, None),
     "torchscript": (torchscript_version, "torch"),
     "torch_export": (torch_export_version, "torch"),
     "torch_weights": (torch_weights_version, "torch"),
+    "tensorflow": (tensorflow_version, "tensorflow"),
+    "paddle": (paddle_version, "paddle"),
     "python": (python_version, None),
 }
 
@@ -153,3 +230,9 @@ def installed(package: str | None) -> bool:
 
 def expected(x: np.ndarray, offset: float) -> np.ndarray:
     return x + np.float32(offset)
+
+
+if __name__ == "__main__":
+    name, directory, specs = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
+    for version, offset, kwargs in specs:
+        BACKENDS[name][0](directory, version, offset, **kwargs)

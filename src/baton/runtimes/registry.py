@@ -57,6 +57,14 @@ def runtime_for(path: Path, settings: ModelSettings, compile_cache=None) -> Runt
         from baton.runtimes.pytorch import TorchRuntime
 
         return TorchRuntime(path, settings, backend)
+    if backend == "tensorflow":
+        from baton.runtimes.tf_savedmodel import TensorflowRuntime
+
+        return TensorflowRuntime(path, settings)
+    if backend == "paddle":
+        from baton.runtimes.paddle_inference import PaddleRuntime
+
+        return PaddleRuntime(path, settings)
     if backend == "python":
         from baton.runtimes.python import PythonRuntime
 
