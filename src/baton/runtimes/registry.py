@@ -69,4 +69,10 @@ def runtime_for(path: Path, settings: ModelSettings, compile_cache=None) -> Runt
         from baton.runtimes.python import PythonRuntime
 
         return PythonRuntime(path, settings)
-    raise VersionFailed("backend_unavailable", f"the {backend} backend is not available yet")
+    if backend == "tensorrt":
+        raise VersionFailed(
+            "backend_unavailable",
+            "TensorRT engines need an NVIDIA GPU and the 'tensorrt' package "
+            "(pip install 'baton[tensorrt]'); this server has no TensorRT runtime",
+        )
+    raise VersionFailed("backend_unavailable", f"no runtime for the {backend} backend")
