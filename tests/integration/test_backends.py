@@ -120,3 +120,22 @@ def test_weights_for_another_task_or_shape_are_refused_while_the_old_version_ser
     assert 'baton_failed_loads_total{model="m",reason="labels_changed"} 1.0' in metrics
     reveal(model, 4)  # same labels and shapes: accepted
     wait_for(lambda: served(server.url) == "4")
+
+
+def test_tensorrt_without_a_gpu_is_reported_unavailable(server_factory, tmp_path):
+    """No GPU here: a TensorRT engine is refused with what it needs; the server runs on."""
+    model = tmp_path / "repo" / "m"
+    build("onnx", model, [(1, 1.0, {})])
+    reveal(model, 1)
+    server = server_factory(tmp_path / "repo")
+    (model / ".pending-2").mkdir()
+    (model / ".pending-2" / "model.engine").write_bytes(b"serialized engine")
+    reveal(model, 2)
+
+    def failed() -> dict | None:
+        versions = httpx.get(f"{server.url}/admin/models/m").json()["versions"]
+        return next((v for v in versions if v["version"] == 2 and v["state"] == "FAILED"), None)
+
+    v2 = wait_for(failed)
+    assert v2["reason"] == "backend_unavailable" and "baton[tensorrt]" in v2["message"]
+    assert served(server.url) == "1"
