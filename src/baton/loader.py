@@ -69,10 +69,11 @@ class Loader:
         settings: ModelSettings,
         reference: tuple[int, Signature, dict | None] | None,
         on_phase: Phase,
-    ) -> tuple[VersionHandle, float]:
-        """Load one version up to (not including) READY; returns its handle and the warm-up
-        seconds. ``reference`` is the serving (version, signature, structure) to stay
-        compatible with, if any. Raises :class:`VersionFailed`."""
+    ) -> tuple[VersionHandle, dict]:
+        """Load one version up to (not including) READY; returns its handle and what the READY
+        event reports of the warm-up (seconds, runs, source). ``reference`` is the serving
+        (version, signature, structure) to stay compatible with, if any. Raises
+        :class:`VersionFailed`."""
         loop = asyncio.get_running_loop()
         run = lambda fn, *args: loop.run_in_executor(self.executor, fn, *args)  # noqa: E731
         runtime: Runtime | None = None
@@ -108,7 +109,11 @@ class Loader:
             )  # fmt: skip
             handle.predict_seconds = warmup.predict_seconds
             handle.memory_bytes = max(0, resident_bytes() - rss_before)
-            return handle, time.perf_counter() - started
+            return handle, {
+                "warmup_seconds": time.perf_counter() - started,
+                "warmup_runs": warmup.runs,
+                "warmup_source": warmup.source,
+            }
         except Exception as exc:
             if runtime is not None:
                 await run(runtime.unload)

@@ -358,7 +358,7 @@ class Manager:
         if serving is not None and serving.signature is not None and serving.handle is not None:
             reference = (current, serving.signature, serving.handle.runtime.structure())
         try:
-            handle, warmup_seconds = await self._loader.load(
+            handle, warmed = await self._loader.load(
                 m.name, version, files, m.settings, reference,
                 lambda state, **data: self._set_state(m, r, state, **data),
             )  # fmt: skip
@@ -369,7 +369,7 @@ class Manager:
             return
         r.handle, r.signature, r.platform = handle, handle.signature, handle.runtime.platform
         r.memory = handle.memory_bytes
-        self._set_state(m, r, S.READY, warmup_seconds=warmup_seconds, memory_bytes=r.memory)
+        self._set_state(m, r, S.READY, **warmed, memory_bytes=r.memory)
 
     def _memory_plan(self, m: ModelRecord, r: VersionRecord) -> MemoryPlan:
         """The memory pre-flight for loading ``r``, published as a ``memory`` event."""

@@ -1,9 +1,11 @@
 """Warm-up: run a freshly loaded version before it may take traffic, and check its outputs.
 
 Requests come from ``<version>/warmup/*.json`` (Open Inference Protocol JSON requests, run in
-file-name order) when that folder exists, otherwise they are synthesised from the signature
-(dynamic dimensions become 1). Every output must be finite; a warm-up that raises or produces
-NaN/Inf fails the version with reason ``warmup_failed`` / ``non_finite_output``.
+file-name order) when that folder exists, else from the model's own format when it ships some
+(:meth:`baton.runtimes.base.Runtime.warmup_requests`, e.g. TF Serving's warm-up file), otherwise
+they are synthesised from the signature (dynamic dimensions become 1). Every output must be
+finite; a warm-up that raises or produces NaN/Inf fails the version with reason
+``warmup_failed`` / ``non_finite_output``.
 
 Warm-up also estimates what one prediction costs once the model is warm (the fastest run); a
 model whose runs take under ``QUICK`` seconds gets up to ``EXTRA_RUNS`` more runs of the first
@@ -36,6 +38,7 @@ EXTRA_RUNS = 3
 class Warmup:
     runs: int = 0  # predictions made
     predict_seconds: float | None = None  # the fastest one; None when warm-up is disabled
+    source: str = "none"  # "files" (warmup/), "model" (its own format), "synthesized"
 
 
 def synthesize_inputs(signature: Signature) -> dict[str, np.ndarray]:
@@ -80,7 +83,11 @@ def run_warmup(
     """Run the warm-up; returns how many predictions it made and the fastest. Blocking."""
     if not settings.enabled:
         return Warmup()
-    requests = load_warmup_requests(version_dir) or [synthesize_inputs(signature)]
+    source, requests = "files", load_warmup_requests(version_dir)
+    if not requests:
+        source, requests = "model", runtime.warmup_requests()
+    if not requests:
+        source, requests = "synthesized", [synthesize_inputs(signature)]
     times = [
         _checked_run(runtime, inputs) for _ in range(settings.iterations) for inputs in requests
     ]
@@ -88,7 +95,7 @@ def run_warmup(
         if times[-1] >= QUICK:
             break
         times.append(_checked_run(runtime, requests[0]))
-    return Warmup(len(times), min(times))
+    return Warmup(len(times), min(times), source)
 
 
 def _checked_run(runtime: Runtime, inputs: dict[str, np.ndarray]) -> float:

@@ -163,7 +163,38 @@ def python_version(model_dir: Path, version: int, offset: float, padding: int = 
     )
 
 
-def tensorflow_version(model_dir: Path, version: int, offset: float, padding: int = 0) -> Path:
+def _wire(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field."""
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def write_tf_serving_warmup(saved_model: Path, shapes: list[list[int]]) -> None:
+    """TF Serving's warm-up file: one PredictionLog per shape, input "x" filled with ones."""
+    import tensorflow as tf
+
+    (saved_model / "assets.extra").mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(
+        str(saved_model / "assets.extra" / "tf_serving_warmup_requests")
+    ) as w:
+        for shape in shapes:
+            tensor = tf.make_tensor_proto(np.ones(shape, np.float32)).SerializeToString()
+            entry = _wire(1, b"x") + _wire(2, tensor)
+            w.write(_wire(6, _wire(1, _wire(2, entry))))  # PredictionLog.predict_log.request
+
+
+def tensorflow_version(
+    model_dir: Path, version: int, offset: float, padding: int = 0,
+    warmup_shapes: list[list[int]] | None = None,
+) -> Path:  # fmt: skip
     import tensorflow as tf
 
     class Affine(tf.Module):
@@ -177,10 +208,13 @@ def tensorflow_version(model_dir: Path, version: int, offset: float, padding: in
             return {"y": x + self.offset + self.padding[0] * 0}
 
     module = Affine()
-    return _staged(
-        model_dir, version,
-        lambda d: tf.saved_model.save(module, str(d), signatures={"serving_default": module.serve}),
-    )  # fmt: skip
+
+    def write(d: Path) -> None:
+        tf.saved_model.save(module, str(d), signatures={"serving_default": module.serve})
+        if warmup_shapes:
+            write_tf_serving_warmup(d, warmup_shapes)
+
+    return _staged(model_dir, version, write)
 
 
 def paddle_version(model_dir: Path, version: int, offset: float, padding: int = 0) -> Path:

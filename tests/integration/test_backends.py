@@ -139,3 +139,25 @@ def test_tensorrt_without_a_gpu_is_reported_unavailable(server_factory, tmp_path
     v2 = wait_for(failed)
     assert v2["reason"] == "backend_unavailable" and "baton[tensorrt]" in v2["message"]
     assert served(server.url) == "1"
+
+
+@pytest.mark.skipif(not installed("tensorflow"), reason="tensorflow not installed")
+def test_tf_serving_warmup_file_is_honoured(server_factory, tmp_path):
+    """Version 1 warms up with the three requests of its TF Serving warm-up file; version 2's
+    file holds a request of the wrong shape, which fails its warm-up: proof the file is run."""
+    model = tmp_path / "repo" / "m"
+    build("tensorflow", model, [(1, 1.0, {"warmup_shapes": [[1, 4], [2, 4], [8, 4]]}),
+                                (2, 2.0, {"warmup_shapes": [[1, 3]]})])  # fmt: skip
+    reveal(model, 1)
+    server = server_factory(tmp_path / "repo")
+    entries = httpx.get(f"{server.url}/admin/audit", params={"limit": 100}).json()["entries"]
+    ready = next(e for e in entries if e["kind"] == "state" and e["state"] == "READY")
+    assert ready["data"]["warmup_source"] == "model" and ready["data"]["warmup_runs"] >= 3
+    reveal(model, 2)
+
+    def failed() -> dict | None:
+        versions = httpx.get(f"{server.url}/admin/models/m").json()["versions"]
+        return next((v for v in versions if v["version"] == 2 and v["state"] == "FAILED"), None)
+
+    assert wait_for(failed)["reason"] == "warmup_failed"
+    assert served(server.url) == "1"

@@ -50,6 +50,11 @@ class Runtime(ABC):
     def unload(self) -> None:
         """Release the model and its memory. Idempotent."""
 
+    def warmup_requests(self) -> list[dict[str, np.ndarray]] | None:
+        """Warm-up requests the model's own format ships (e.g. TF Serving's warm-up file), used
+        when the version has no ``warmup/`` folder. After load."""
+        return None
+
     def structure(self) -> dict | None:
         """What a weights-only update must keep from the version it replaces (tensor names and
         shapes, class labels), or ``None`` when the backend has no such notion. After load."""

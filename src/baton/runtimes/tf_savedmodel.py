@@ -1,6 +1,8 @@
 """TensorFlow SavedModel (``baton[tensorflow]``): a version is a SavedModel directory; the
 served signature is ``tensorflow.signature`` in model.yaml (default ``serving_default``), and
-its TensorSpecs become the model's metadata (unknown dimensions are -1).
+its TensorSpecs become the model's metadata (unknown dimensions are -1). TF Serving's warm-up
+file (``assets.extra/tf_serving_warmup_requests``) is used for warm-up when the version has no
+``warmup/`` folder (see :mod:`baton.runtimes.tf_warmup`).
 
 TensorFlow is imported on the first load, so a server without TensorFlow models never pays for
 it; its thread pools are sized to one thread each then, as with the other backends.
@@ -17,6 +19,7 @@ import numpy as np
 from baton.errors import VersionFailed
 from baton.runtimes.base import Runtime
 from baton.runtimes.common import require
+from baton.runtimes.tf_warmup import WARMUP_FILE, read_warmup_requests
 from baton.settings import ModelSettings
 from baton.types import Signature, TensorSpec, datatype_of
 
@@ -67,6 +70,14 @@ class TensorflowRuntime(Runtime):
             tuple(_spec(n, s) for n, s in sorted(fn.structured_outputs.items())),
         )
         self._model, self._fn = model, fn
+
+    def warmup_requests(self) -> list[dict[str, np.ndarray]] | None:
+        import tensorflow as tf
+
+        try:
+            return read_warmup_requests(self.path, tf)
+        except Exception as exc:
+            raise VersionFailed("bad_warmup_file", f"{WARMUP_FILE}: {exc}") from None
 
     def signature(self) -> Signature:
         if self._signature is None:
