@@ -36,9 +36,14 @@ class Runtime(ABC):
     def load(self) -> None:
         """Load the model into memory. Blocking; called off the event loop."""
 
-    @abstractmethod
+    #: Set by ``load``; what :meth:`signature` returns.
+    _signature: Signature | None = None
+
     def signature(self) -> Signature:
         """Inputs and outputs with v2 datatypes and shapes (``-1`` = dynamic). After load."""
+        if self._signature is None:
+            raise RuntimeError("signature() before load()")
+        return self._signature
 
     @abstractmethod
     def predict(

@@ -101,11 +101,6 @@ class OnnxRuntime(Runtime):
         self._bytes = model_file.stat().st_size
         self._bytes_outputs = frozenset(t.name for t in signature.outputs if t.datatype == "BYTES")
 
-    def signature(self) -> Signature:
-        if self._signature is None:
-            raise RuntimeError("signature() before load()")
-        return self._signature
-
     def predict(
         self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None
     ) -> dict[str, np.ndarray]:

@@ -97,11 +97,6 @@ class PaddleRuntime(Runtime):
             specs.append(tuple(tensors))
         return Signature(specs[0], specs[1])
 
-    def signature(self) -> Signature:
-        if self._signature is None:
-            raise RuntimeError("signature() before load()")
-        return self._signature
-
     def predict(
         self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None
     ) -> dict[str, np.ndarray]:

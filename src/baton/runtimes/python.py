@@ -72,11 +72,6 @@ class PythonRuntime(Runtime):
             ) from None
         self._handler, self._signature = handler, signature
 
-    def signature(self) -> Signature:
-        if self._signature is None:
-            raise RuntimeError("signature() before load()")
-        return self._signature
-
     def predict(
         self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None
     ) -> dict[str, np.ndarray]:

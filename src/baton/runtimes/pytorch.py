@@ -121,11 +121,6 @@ class TorchRuntime(Runtime):
             )
         return Signature(tuple(inputs), tuple(outputs))
 
-    def signature(self) -> Signature:
-        if self._signature is None:
-            raise RuntimeError("signature() before load()")
-        return self._signature
-
     def structure(self) -> dict | None:
         return self._structure
 

@@ -79,11 +79,6 @@ class TensorflowRuntime(Runtime):
         except Exception as exc:
             raise VersionFailed("bad_warmup_file", f"{WARMUP_FILE}: {exc}") from None
 
-    def signature(self) -> Signature:
-        if self._signature is None:
-            raise RuntimeError("signature() before load()")
-        return self._signature
-
     def predict(
         self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None
     ) -> dict[str, np.ndarray]:
