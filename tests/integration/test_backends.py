@@ -24,6 +24,12 @@ PARAMS = [
 X = np.array([[0.5, -1.0, 2.0, 3.5]], np.float32)
 
 
+def failed(url: str, version: int) -> dict | None:
+    """The version's admin view once it is FAILED, else ``None``."""
+    versions = httpx.get(f"{url}/admin/models/m").json()["versions"]
+    return next((v for v in versions if v["version"] == version and v["state"] == "FAILED"), None)
+
+
 def served(url: str) -> str:
     body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [0] * 4}]}
     return httpx.post(f"{url}/v2/models/m/infer", json=body, timeout=30).json()["model_version"]
@@ -104,16 +110,11 @@ def test_weights_for_another_task_or_shape_are_refused_while_the_old_version_ser
     reveal(model, 1)  # labels: crack, dent, scratch
     server = server_factory(tmp_path / "repo")
 
-    def failed(version: int) -> dict | None:
-        versions = httpx.get(f"{server.url}/admin/models/m").json()["versions"]
-        return next((v for v in versions if v["version"] == version and v["state"] == "FAILED"),
-                    None)  # fmt: skip
-
     reveal(model, 2)
-    v2 = wait_for(lambda: failed(2))
+    v2 = wait_for(lambda: failed(server.url, 2))
     assert v2["reason"] == "labels_changed" and "stop" in v2["message"]
     reveal(model, 3)
-    v3 = wait_for(lambda: failed(3))
+    v3 = wait_for(lambda: failed(server.url, 3))
     assert v3["reason"] == "incompatible_weights" and "offset" in v3["message"]
     assert served(server.url) == "1"
     metrics = httpx.get(f"{server.url}/metrics").text
@@ -132,11 +133,7 @@ def test_tensorrt_without_a_gpu_is_reported_unavailable(server_factory, tmp_path
     (model / ".pending-2" / "model.engine").write_bytes(b"serialized engine")
     reveal(model, 2)
 
-    def failed() -> dict | None:
-        versions = httpx.get(f"{server.url}/admin/models/m").json()["versions"]
-        return next((v for v in versions if v["version"] == 2 and v["state"] == "FAILED"), None)
-
-    v2 = wait_for(failed)
+    v2 = wait_for(lambda: failed(server.url, 2))
     assert v2["reason"] == "backend_unavailable" and "baton[tensorrt]" in v2["message"]
     assert served(server.url) == "1"
 
@@ -155,9 +152,5 @@ def test_tf_serving_warmup_file_is_honoured(server_factory, tmp_path):
     assert ready["data"]["warmup_source"] == "model" and ready["data"]["warmup_runs"] >= 3
     reveal(model, 2)
 
-    def failed() -> dict | None:
-        versions = httpx.get(f"{server.url}/admin/models/m").json()["versions"]
-        return next((v for v in versions if v["version"] == 2 and v["state"] == "FAILED"), None)
-
-    assert wait_for(failed)["reason"] == "warmup_failed"
+    assert wait_for(lambda: failed(server.url, 2))["reason"] == "warmup_failed"
     assert served(server.url) == "1"
