@@ -39,13 +39,12 @@ DIRECT = """
 import json, sys, time
 from pathlib import Path
 import numpy as np
-import yaml
 from baton.runtimes.registry import runtime_for
 from baton.settings import ModelSettings
+from baton.sources.filesystem import read_settings
 path = Path(sys.argv[1])
 config = path.parent / "model.yaml"
-raw = yaml.safe_load(config.read_text()) if config.exists() else {}
-settings = ModelSettings.model_validate(raw or {})
+settings = read_settings(config) if config.exists() else ModelSettings()
 runtime = runtime_for(path, settings)
 runtime.load()
 x = {"x": np.random.default_rng(0).standard_normal((1, 4)).astype(np.float32)}

@@ -173,3 +173,26 @@ def test_editing_a_signed_manifest_breaks_its_signature(tmp_path, published, key
     assert reason(published, trusted=[keys["ci"][1]]) == "bad_signature"
     sign_manifest(manifest, load_private_key(keys["other"][0]))  # a second, untrusted signer
     assert reason(published, trusted=[keys["ci"][1]]) == "bad_signature"
+
+
+def test_publish_loads_the_model_with_the_models_own_settings(tmp_path):
+    """A custom Python model has no model file: only model.yaml says how to load it."""
+    model_dir = tmp_path / "repo" / "m"
+    model_dir.mkdir(parents=True)
+    (model_dir / "model.yaml").write_text('python: {handler: "handler.py:Handler"}\n')
+    (model_dir / "handler.py").write_text(
+        "import numpy as np\n"
+        "class Handler:\n"
+        "    def load(self, path): self.offset = float((path / 'offset.txt').read_text())\n"
+        "    def signature(self):\n"
+        "        spec = {'datatype': 'FP32', 'shape': [-1, 4]}\n"
+        "        return {'inputs': [{'name': 'x', **spec}], 'outputs': [{'name': 'y', **spec}]}\n"
+        "    def predict(self, inputs): return {'y': inputs['x'] + self.offset}\n"
+        "    def unload(self): pass\n"
+    )
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "offset.txt").write_text("2.0")
+    version = publish(source, tmp_path / "repo", "m")
+    body = read_manifest(version).body
+    assert body["framework"] == "python" and body["signature"]["outputs"][0]["name"] == "y"

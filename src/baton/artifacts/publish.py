@@ -31,6 +31,7 @@ from baton.artifacts.signing import load_private_key, sign_manifest
 from baton.errors import VersionFailed
 from baton.runtimes.registry import runtime_for
 from baton.settings import ModelSettings
+from baton.sources.filesystem import read_settings
 
 __all__ = ["PublishError", "next_version", "publish"]
 
@@ -88,9 +89,10 @@ def _copy_hashed(src: Path, dst: Path, progress: Callable[[int], None]) -> FileE
     return FileEntry(size, digest.hexdigest())
 
 
-def _model_facts(directory: Path) -> tuple[str, dict]:
-    """(framework, signature as JSON) of the model in ``directory``, by loading it once."""
-    runtime = runtime_for(directory, ModelSettings())
+def _model_facts(directory: Path, settings: ModelSettings) -> tuple[str, dict]:
+    """(framework, signature as JSON) of the model in ``directory``, by loading it once with
+    the model's settings (some backends take their signature from model.yaml)."""
+    runtime = runtime_for(directory, settings)
     try:
         runtime.load()
         return runtime.platform, runtime.signature().to_json()
@@ -135,7 +137,7 @@ def publish(
     try:
         entries = {name: _copy_hashed(path, staging / name, advance) for path, name in files}
         try:
-            framework, signature = _model_facts(staging)
+            framework, signature = _model_facts(staging, _settings_of(model_dir))
         except VersionFailed as exc:
             raise PublishError(f"{source} is not a model Baton can load: {exc}") from None
         delta = None
@@ -167,6 +169,16 @@ def publish(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _settings_of(model_dir: Path) -> ModelSettings:
+    config = model_dir / "model.yaml"
+    if not config.is_file():
+        return ModelSettings()
+    try:
+        return read_settings(config)
+    except Exception as exc:
+        raise PublishError(f"{config} is not valid: {exc}") from None
 
 
 def _to_delta(staging: Path, base_dir: Path, base: int, entries: dict[str, FileEntry]) -> dict:

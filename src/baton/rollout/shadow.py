@@ -71,6 +71,11 @@ def compare(
     return agreed, worst
 
 
+def _known_cost(window, candidate: VersionHandle) -> float | None:
+    """What a copy is known to cost: the window's measurements, else the warm-up's."""
+    return window.shadow_cost if window.shadow_cost is not None else candidate.predict_seconds
+
+
 def _cost(previous: float | None, wall: float, cpu: float, limit: float) -> float:
     """The moving average of a copy's cost: its CPU time, or its wall time when that is far
     beyond the limit."""
@@ -124,7 +129,7 @@ class ShadowRunner:
         self._in_flight += 1
         loop = asyncio.get_running_loop()
         copy = (candidate, window, inputs, outputs, stable_answer)
-        cost = window.shadow_cost if window.shadow_cost is not None else candidate.predict_seconds
+        cost = _known_cost(window, candidate)
         inline = cost is not None and cost < self.inline_below and not window.shadow_thread_only
         if inline and candidate.runtime.computes_on_cpu:
             loop.call_soon(self._run_inline, stable, *copy)  # runs once the response is out
@@ -161,10 +166,7 @@ class ShadowRunner:
         except Exception:
             window.post_shadow(False, time.perf_counter() - started, None, False, 0.0)
         wall, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
-        previous = (
-            window.shadow_cost if window.shadow_cost is not None else candidate.predict_seconds
-        )
-        window.shadow_cost = _cost(previous, wall, cpu, self.inline_below)
+        window.shadow_cost = _cost(_known_cost(window, candidate), wall, cpu, self.inline_below)
         if inline and window.shadow_cost > self.inline_below:
             window.shadow_thread_only = True  # never back on the loop within this window
 

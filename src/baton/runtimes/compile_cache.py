@@ -117,14 +117,15 @@ class CompileCache:
         self, model_file: Path, options: ort.SessionOptions, providers: list[str]
     ) -> CompiledSession:
         """An inference session for ``model_file``, from the cache when it can be."""
-        model = onnx.load(str(model_file))
+        data = model_file.read_bytes()
+        model = onnx.load_from_string(data)
         if _external(model):
             return CompiledSession(
                 ort.InferenceSession(str(model_file), options, providers=providers), "bypass"
             )
         context = f"{self._context}|{providers}|{options.graph_optimization_level}".encode()
         structure = hashlib.sha256(context + _structure_digest(model)).hexdigest()
-        contents = hashlib.sha256(context + model_file.read_bytes()).hexdigest()
+        contents = hashlib.sha256(context + data).hexdigest()
         for key, substitute in ((structure, True), (contents, False)):
             cached = self._read(key)
             if cached is not None:

@@ -52,7 +52,8 @@ def fingerprint(directory: Path) -> str | None:
     return hashlib.blake2b("\n".join(entries).encode(), digest_size=16).hexdigest()
 
 
-def _read_settings(path: Path) -> ModelSettings:
+def read_settings(path: Path) -> ModelSettings:
+    """A ``model.yaml``'s settings; raises (OSError, YAMLError, ValueError) when it is bad."""
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ValueError("model.yaml must be a mapping")
@@ -142,7 +143,7 @@ class FilesystemSource:
             self._settings[name] = ModelSettings()
             return self._settings[name], None
         try:
-            self._settings[name] = _read_settings(config)
+            self._settings[name] = read_settings(config)
             return self._settings[name], None
         except (OSError, yaml.YAMLError, ValueError, ValidationError) as exc:
             message = f"{config}: {exc}".replace("\n", " ")
