@@ -37,7 +37,7 @@ format: setup
 	$(BIN)/ruff check --fix src tests bench
 
 proto: setup
-	$(BIN)/python src/baton/api/v2grpc/generate.py
+	$(BIN)/python src/baton/api/grpc/generate.py
 
 test: setup frameworks lint
 	$(BIN)/pytest

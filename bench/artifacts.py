@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from baton.artifacts.manifest import hash_file, read_manifest
 from baton.artifacts.publish import publish
 from baton.artifacts.verify import check_files
-from baton.demo import affine_model, mlp_model, with_new_head
+from baton.dev.demo import affine_model, mlp_model, with_new_head
 from baton.runtimes.compile_cache import CompileCache
 from baton.runtimes.onnx import OnnxRuntime
 from baton.settings import ModelSettings

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.integration.backends import BACKENDS, build, installed, reveal
 
-from baton.testing import ServerProcess, rotating_latencies
+from baton.dev.testing import ServerProcess, rotating_latencies
 from bench.common import machine, stamp, table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from baton.runtimes.registry import runtime_for
 from baton.settings import ModelSettings
-from baton.sources.filesystem import read_settings
+from baton.settings import read_settings
 path = Path(sys.argv[1])
 config = path.parent / "model.yaml"
 settings = read_settings(config) if config.exists() else ModelSettings()

@@ -2,7 +2,7 @@
 
     python bench/batching.py [--duration 15] [--concurrency 64]
 
-The models are 4-layer MLPs (``baton.demo.mlp_model``), 1024 wide (16 MiB of weights) and
+The models are 4-layer MLPs (``baton.dev.demo.mlp_model``), 1024 wide (16 MiB of weights) and
 2048 wide (64 MiB). Each is served twice: ``mlp`` without batching and ``mlp_batched`` with
 ``max_batch_size: 64, max_queue_delay_ms: 5``. Each client sends one row per request over HTTP
 with the binary tensor extension (tritonclient's default; ``--json`` for JSON tensors).
@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from baton.demo import mlp_model, write_version
+from baton.dev.demo import mlp_model, write_version
 from bench.common import machine, stamp, start_baton, table
 
 BATCHED = "max_batch_size: 64\nmax_queue_delay_ms: 5\n"

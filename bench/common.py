@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from baton.testing import ServerProcess, free_port
+from baton.dev.testing import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MLSERVER_VENV = ROOT / "bench" / ".venv-mlserver"

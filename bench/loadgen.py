@@ -2,7 +2,7 @@
 answers, for ``duration`` seconds. Runs in its own process; writes one row per request to an
 .npy file: start (epoch s), latency (s), ok (1/0), version (-1 if none), output correct (1/0).
 
-The model is ``y = x + version`` (``baton.demo.affine_model``), so every answer can be checked
+The model is ``y = x + version`` (``baton.dev.demo.affine_model``), so every answer can be checked
 against the version that says it computed it.
 """
 

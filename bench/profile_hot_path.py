@@ -21,18 +21,19 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from baton.demo import affine_model, write_version
+from baton.dev.demo import affine_model, write_version
 from bench.common import machine, stamp, start_baton, table
 
 #: (component, substrings of a frame that put a sample in it), first match wins, leaf first.
 COMPONENTS = [
     ("onnxruntime session.run", ("onnxruntime",)),
     ("request parsing + response encoding (baton codec, orjson, numpy)",
-     ("baton/api/http_codec", "baton/codec", "orjson", "numpy")),
+     ("baton/api/http/codec", "baton/serving/codec", "orjson", "numpy")),
     ("routing, validation, handles, metrics (baton data plane)",
-     ("baton/dataplane", "baton/routing", "baton/contract", "baton/handle", "baton/metrics",
-      "prometheus_client", "baton/batching")),
-    ("fast-path ASGI adapter (baton/api/fast_infer)", ("baton/api/fast_infer",)),
+     ("baton/api/dataplane", "baton/serving/routing", "baton/loading/contract",
+      "baton/serving/handle", "baton/observe/metrics", "prometheus_client",
+      "baton/serving/batching")),
+    ("fast-path ASGI adapter (baton/api/http/fast_infer)", ("baton/api/http/fast_infer",)),
     ("executor hop (thread pool, futures)", ("concurrent/futures", "threading", "asyncio/futures")),
     ("uvicorn HTTP protocol + transport", ("uvicorn",)),
     ("event loop (asyncio/uvloop)", ("asyncio", "uvloop")),

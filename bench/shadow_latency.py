@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from baton.demo import affine_model, write_version
-from baton.testing import rotating_latencies
+from baton.dev.demo import affine_model, write_version
+from baton.dev.testing import rotating_latencies
 from bench.common import machine, stamp, start_baton, table
 
 SHADOW_YAML = """\

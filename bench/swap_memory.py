@@ -26,7 +26,7 @@ import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from baton.demo import affine_model
+from baton.dev.demo import affine_model
 from bench.common import machine, stamp, start_baton, table
 
 MODEL = "big"

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from baton.demo import affine_model, write_version
+from baton.dev.demo import affine_model, write_version
 from bench.common import (
     machine,
     mlserver_model_dir,

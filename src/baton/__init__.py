@@ -3,8 +3,8 @@
 The public API is what ``__all__`` names; everything else is internal and may change.
 """
 
+from baton.control.lifecycle import VersionState
 from baton.errors import BatonError
-from baton.lifecycle import VersionState
 from baton.runtimes.base import Runtime
 from baton.settings import ModelSettings, ServerSettings
 from baton.types import Signature, TensorSpec

@@ -25,22 +25,22 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from baton.api import admin, rest
 from baton.api.context import ApiContext
-from baton.api.fast_infer import FastInferPath
-from baton.api.v2grpc import start_grpc_server
+from baton.api.dataplane import DataPlane
+from baton.api.grpc import start_grpc_server
+from baton.api.http import admin, rest
+from baton.api.http.fast_infer import FastInferPath
+from baton.api.repository import Repository
 from baton.artifacts.signing import TrustStore
 from baton.artifacts.verify import Verifier
-from baton.audit import AuditLog
-from baton.dataplane import DataPlane
+from baton.control.manager import Manager
 from baton.errors import BatonError
-from baton.events import Event, EventBus
-from baton.loader import RuntimeFactory
-from baton.manager import Manager
-from baton.memory import tune_gc_for_serving
-from baton.metrics import Metrics
-from baton.preflight import MemoryLimits
-from baton.repository import Repository
+from baton.loading.loader import RuntimeFactory
+from baton.loading.memory import tune_gc_for_serving
+from baton.loading.preflight import MemoryLimits
+from baton.observe.audit import AuditLog
+from baton.observe.events import Event, EventBus
+from baton.observe.metrics import Metrics
 from baton.rollout.controller import RolloutController, resume_from_audit
 from baton.runtimes.compile_cache import CompileCache
 from baton.runtimes.registry import runtime_for

@@ -26,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -48,6 +49,7 @@ __all__ = [
     "UpdateLimitSettings",
     "VersionPolicy",
     "WarmupSettings",
+    "read_settings",
 ]
 
 
@@ -268,3 +270,11 @@ class ServerSettings(BaseSettings):
     )
     log_level: str = "info"
     access_log: bool = False
+
+
+def read_settings(path: Path) -> ModelSettings:
+    """A ``model.yaml``'s settings; raises (OSError, YAMLError, ValueError) when it is bad."""
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError("model.yaml must be a mapping")
+    return ModelSettings.model_validate(raw)

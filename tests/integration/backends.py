@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from baton.demo import affine_model
+from baton.dev.demo import affine_model
 
 DECLARED = (
     "inputs: [{name: x, datatype: FP32, shape: [-1, 4]}]\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from baton.testing import ServerProcess
+from baton.dev.testing import ServerProcess
 
 
 def start_server(repository: Path, log_dir: Path, **kwargs) -> ServerProcess:

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from onnx import TensorProto
 
-from baton.demo import affine_model, identity_model, write_version
+from baton.dev.demo import affine_model, identity_model, write_version
 
 # v2 datatype -> (ONNX type, sample values)
 TYPES = {

@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from baton.demo import affine_model, slow_model, write_version
+from baton.dev.demo import affine_model, slow_model, write_version
 
 from .conftest import wait_for
 

@@ -7,8 +7,8 @@ import time
 
 import httpx
 
-from baton.audit import read_audit_log
-from baton.demo import affine_model, write_version
+from baton.dev.demo import affine_model, write_version
+from baton.observe.audit import read_audit_log
 
 from .conftest import wait_for
 

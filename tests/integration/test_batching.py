@@ -11,7 +11,7 @@ import orjson
 import tritonclient.grpc.aio as triton_aio
 from prometheus_client.parser import text_string_to_metric_families
 
-from baton.demo import affine_model, write_version
+from baton.dev.demo import affine_model, write_version
 
 CALLERS = 48
 

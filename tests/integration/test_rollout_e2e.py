@@ -11,7 +11,7 @@ from itertools import pairwise
 
 import httpx
 
-from baton.demo import affine_model, fragile_model, write_version
+from baton.dev.demo import affine_model, fragile_model, write_version
 
 from .conftest import wait_for
 from .traffic import SESSIONS, Traffic

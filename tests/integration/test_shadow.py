@@ -8,8 +8,8 @@ from __future__ import annotations
 import httpx
 import numpy as np
 
-from baton.demo import affine_model, write_version
-from baton.testing import rotating_latencies
+from baton.dev.demo import affine_model, write_version
+from baton.dev.testing import rotating_latencies
 
 from .conftest import wait_for
 

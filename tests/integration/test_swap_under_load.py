@@ -14,7 +14,7 @@ import onnx
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from baton.demo import affine_model, write_version
+from baton.dev.demo import affine_model, write_version
 
 from .conftest import wait_for
 

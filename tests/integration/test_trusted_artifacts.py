@@ -16,7 +16,7 @@ import pytest
 from baton.artifacts.manifest import MANIFEST
 from baton.artifacts.publish import publish
 from baton.artifacts.signing import generate_key_pair
-from baton.demo import affine_model, write_version
+from baton.dev.demo import affine_model, write_version
 
 from .conftest import wait_for
 from .traffic import Traffic

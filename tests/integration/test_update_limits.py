@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from baton.demo import affine_model, write_version
+from baton.dev.demo import affine_model, write_version
 
 from .conftest import wait_for
 from .traffic import Traffic

@@ -13,7 +13,7 @@ import tritonclient.grpc as triton
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from baton.demo import affine_model, identity_model, write_version
+from baton.dev.demo import affine_model, identity_model, write_version
 
 from .conftest import start_server
 from .protocol_models import NUMPY, TYPES, write_protocol_repository

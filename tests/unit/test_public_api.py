@@ -36,7 +36,7 @@ def test_committed_grpc_stubs_match_the_proto():
     """inference_pb2.py is generated from inference.proto; `make proto` refreshes it."""
     from pathlib import Path
 
-    from baton.api.v2grpc import generate
+    from baton.api.grpc import generate
 
     committed = (Path(generate.__file__).parent / "inference_pb2.py").read_text()
     assert committed == generate.generate(), "run `make proto` and commit the result"
@@ -46,7 +46,7 @@ def test_grpc_messages_are_wire_compatible_with_tritonclient():
     """Every field Baton declares has the number and type tritonclient's proto gives it."""
     from tritonclient.grpc import service_pb2 as theirs
 
-    from baton.api.v2grpc import inference_pb2 as ours
+    from baton.api.grpc import inference_pb2 as ours
 
     def compare(mine, other, path):
         for field in mine.fields:

@@ -1,3 +1,3 @@
-"""Thin protocol adapters over :class:`baton.dataplane.DataPlane`."""
+"""Thin protocol adapters over :class:`baton.api.dataplane.DataPlane`."""
 
 __all__: list[str] = []

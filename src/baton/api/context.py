@@ -7,11 +7,11 @@ from pathlib import Path
 
 from starlette.requests import Request
 
-from baton.dataplane import DataPlane
-from baton.events import EventBus
-from baton.manager import Manager
-from baton.metrics import Metrics
-from baton.repository import Repository
+from baton.api.dataplane import DataPlane
+from baton.api.repository import Repository
+from baton.control.manager import Manager
+from baton.observe.events import EventBus
+from baton.observe.metrics import Metrics
 from baton.rollout.controller import RolloutController
 from baton.settings import ServerSettings
 

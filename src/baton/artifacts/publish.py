@@ -30,8 +30,7 @@ from baton.artifacts.manifest import (
 from baton.artifacts.signing import load_private_key, sign_manifest
 from baton.errors import VersionFailed
 from baton.runtimes.registry import runtime_for
-from baton.settings import ModelSettings
-from baton.sources.filesystem import read_settings
+from baton.settings import ModelSettings, read_settings
 
 __all__ = ["PublishError", "next_version", "publish"]
 

@@ -24,12 +24,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from baton.artifacts.delta import rebuild
+from baton.artifacts.files import VersionFiles, fingerprint
 from baton.artifacts.manifest import MANIFEST, hash_file, listed_files, read_manifest
 from baton.artifacts.signing import TrustStore
 from baton.errors import VersionFailed
 from baton.settings import ModelSettings
-from baton.sources.base import VersionFiles
-from baton.sources.filesystem import fingerprint
 
 __all__ = ["Verifier", "check_files", "verify_version"]
 

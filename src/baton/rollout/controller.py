@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from baton.audit import read_audit_log
+from baton.control.manager import Manager
+from baton.control.rollouts import request_from
 from baton.errors import Conflict
-from baton.manager import Manager
-from baton.rollout.decisions import request_from
+from baton.observe.audit import read_audit_log
 from baton.rollout.gates import GateVerdict, WindowStats, evaluate
 from baton.rollout.schedule import Rollout, RolloutStatus, advance
 

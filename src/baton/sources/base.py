@@ -3,27 +3,19 @@
 A source calls ``publish(source_name, specs)`` with the *complete* set of models it offers each
 time something changes; a model or version left out is how it asks for an unload. It never
 commands the manager. Which of the offered versions are served is decided by the model's
-version policy (and admin pins) in :func:`baton.policy.select_aspired`.
+version policy (and admin pins) in :func:`baton.control.policy.select_aspired`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
+from baton.artifacts.files import VersionFiles
 from baton.settings import ModelSettings
 
-__all__ = ["ModelSpec", "Publish", "Source", "VersionFiles"]
-
-
-@dataclass(frozen=True, slots=True)
-class VersionFiles:
-    """A complete version on disk; ``fingerprint`` changes whenever any of its files change."""
-
-    path: Path
-    fingerprint: str
+__all__ = ["ModelSpec", "Publish", "Source"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,49 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import os
 import random
 from pathlib import Path
 
 import yaml
 from pydantic import ValidationError
 
-from baton.settings import ModelSettings
-from baton.sources.base import ModelSpec, Publish, VersionFiles
+from baton.artifacts.files import VersionFiles, fingerprint
+from baton.settings import ModelSettings, read_settings
+from baton.sources.base import ModelSpec, Publish
 
-__all__ = ["FilesystemSource", "fingerprint"]
+__all__ = ["FilesystemSource"]
 
 log = logging.getLogger("baton.sources.filesystem")
 CONFIG_FILE = "model.yaml"
-
-
-def fingerprint(directory: Path) -> str | None:
-    """Digest of every non-hidden file's relative path, size and mtime; ``None`` if empty."""
-    entries = []
-    for root, dirs, files in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if name.startswith("."):
-                continue
-            full = os.path.join(root, name)
-            try:
-                st = os.stat(full)
-            except FileNotFoundError:
-                continue
-            entries.append(f"{os.path.relpath(full, directory)}\0{st.st_size}\0{st.st_mtime_ns}")
-    if not entries:
-        return None
-    return hashlib.blake2b("\n".join(entries).encode(), digest_size=16).hexdigest()
-
-
-def read_settings(path: Path) -> ModelSettings:
-    """A ``model.yaml``'s settings; raises (OSError, YAMLError, ValueError) when it is bad."""
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ValueError("model.yaml must be a mapping")
-    return ModelSettings.model_validate(raw)
 
 
 class FilesystemSource:

@@ -1,0 +1,203 @@
+"""The protocol-agnostic data plane: everything REST and gRPC adapters need, and nothing more.
+
+Adapters decode a request into an :class:`InferRequest`, call :meth:`DataPlane.infer` and encode
+the :class:`InferResponse`; errors are :class:`baton.errors.BatonError` subclasses that know
+their status. The request path reads one immutable serving map, routes, validates against the
+chosen version's signature, takes a lease on that version's handle and runs it off the loop.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from baton import __version__
+from baton.control.lifecycle import VersionState
+from baton.control.manager import Manager
+from baton.errors import BatonError, InvalidRequest, NotFound
+from baton.loading.contract import check_inputs
+from baton.observe.metrics import Metrics
+from baton.serving.handle import HandleClosed, VersionHandle
+from baton.serving.routing import choose_handle
+from baton.serving.shadow import ShadowRunner
+from baton.serving.split import WeylSequence, split_point
+from baton.types import datatype_of
+
+__all__ = ["DataPlane", "InferRequest", "InferResponse", "OutputTensor"]
+
+EXTENSIONS = ("binary_tensor_data", "model_repository")
+
+
+@dataclass(slots=True)
+class InferRequest:
+    inputs: dict[str, np.ndarray]
+    datatypes: dict[str, str]
+    outputs: list[str] | None = None
+    id: str | None = None
+    parameters: dict = field(default_factory=dict)
+    session: str | None = None  # sticky-routing key (x-baton-session header)
+
+
+@dataclass(slots=True)
+class OutputTensor:
+    name: str
+    datatype: str
+    data: np.ndarray
+
+
+@dataclass(slots=True)
+class InferResponse:
+    model_name: str
+    model_version: str
+    outputs: list[OutputTensor]
+    id: str | None = None
+
+
+class DataPlane:
+    def __init__(
+        self,
+        manager: Manager,
+        metrics: Metrics,
+        server_name: str = "baton",
+        session_parameter: str | None = "session",
+    ) -> None:
+        self._manager = manager
+        self._metrics = metrics
+        self.server_name = server_name
+        self.session_parameter = session_parameter
+        self.shutting_down = False
+        self._points = WeylSequence()
+        self.shadow = ShadowRunner()
+
+    # ---- health and metadata ------------------------------------------------------------
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return self._manager.synced and not self.shutting_down
+
+    def server_metadata(self) -> dict:
+        return {"name": self.server_name, "version": __version__, "extensions": list(EXTENSIONS)}
+
+    def _handle(self, model: str, version: str | None) -> VersionHandle:
+        route = self._manager.serving_map.get(model)
+        if route is None:
+            raise NotFound(f"unknown model '{model}'")
+        return choose_handle(route, version)
+
+    def model_ready(self, model: str, version: str | None) -> bool:
+        try:
+            self._handle(model, version)
+        except BatonError:
+            return False
+        return True
+
+    def model_metadata(self, model: str, version: str | None) -> dict:
+        handle = self._handle(model, version)
+        record = self._manager.model(model)
+        versions = sorted(v for v, r in record.versions.items() if r.state is VersionState.SERVING)
+        meta = {
+            "name": model,
+            "versions": [str(v) for v in versions],
+            "platform": handle.runtime.platform,
+            **handle.signature.to_json(),
+        }
+        if version:
+            meta["version"] = str(handle.version)
+        return meta
+
+    # ---- inference ----------------------------------------------------------------------
+    async def infer(self, model: str, version: str | None, request: InferRequest) -> InferResponse:
+        """Run one request on the version routing picks; the response names that version.
+
+        While a canary splits traffic, an unversioned request that the candidate fails is
+        answered by the stable version instead (the failure still counts against the
+        candidate), so a bad candidate costs clients nothing. In a shadow step, a copy of each
+        unversioned request goes to the candidate after the stable version has answered."""
+        for _ in range(2):
+            route = self._manager.serving_map.get(model)
+            if route is None:
+                raise NotFound(f"unknown model '{model}'")
+            canary = route.canary if not version else None
+            point = split_point(self._session(request), self._points) if canary else 0.0
+            handle = choose_handle(route, version, point)
+            try:
+                outputs = await self._run(handle, request)
+            except HandleClosed:
+                continue  # retired between routing and leasing; route again
+            except BatonError:
+                stable = route.versions.get(canary.stable) if canary else None
+                if stable is None or handle is stable:
+                    raise
+                try:
+                    handle, outputs = stable, await self._run(stable, request)
+                except HandleClosed:
+                    continue  # the stable version retired meanwhile; route again
+            if canary is not None and canary.shadow and handle.version == canary.stable:
+                candidate = route.versions.get(canary.candidate)
+                if candidate is not None:  # a copy for the candidate; the caller is not kept
+                    self.shadow.offer(
+                        candidate, request.inputs, request.outputs, outputs,
+                        handle, canary.shadow,
+                    )  # fmt: skip
+            types = handle.output_datatypes
+            return InferResponse(
+                model,
+                str(handle.version),
+                [
+                    OutputTensor(name, types.get(name) or datatype_of(array), array)
+                    for name, array in outputs.items()
+                ],
+                request.id,
+            )
+        raise BatonError(f"model '{model}' changed while routing; retry")
+
+    async def _run(self, handle: VersionHandle, request: InferRequest) -> dict[str, np.ndarray]:
+        """Validate against ``handle``'s signature, hold a lease, predict, count it."""
+        check_inputs(handle.input_specs, request.inputs, request.datatypes)
+        wanted = request.outputs
+        if wanted is not None:
+            unknown = [n for n in wanted if n not in handle.output_names]
+            if unknown:
+                raise InvalidRequest(
+                    f"unknown output(s) {unknown}; the model produces {list(handle.output_names)}"
+                )
+        ok, failed, latency, inflight = self._metrics.request_children(handle.model, handle.version)
+        handle.acquire()
+        window = handle.window
+        inflight.inc()
+        started = time.perf_counter()
+        try:
+            outputs = await handle.predict(request.inputs, wanted)
+        except Exception as exc:
+            failed.inc()
+            if window is not None:
+                window.record_error()
+            raise _inference_error(exc) from exc
+        finally:
+            inflight.dec()
+            handle.release()
+        seconds = time.perf_counter() - started
+        latency.observe(seconds)
+        ok.inc()
+        if window is not None:
+            window.record(seconds, outputs)
+        return outputs
+
+    def _session(self, request: InferRequest) -> str | None:
+        if request.session:
+            return request.session
+        value = request.parameters.get(self.session_parameter) if self.session_parameter else None
+        return None if value is None or isinstance(value, bool) else str(value)
+
+
+def _inference_error(exc: Exception) -> BatonError:
+    if isinstance(exc, BatonError):
+        return exc
+    text = f"{type(exc).__name__}: {exc}"
+    # ONNX Runtime reports bad input values (e.g. an index out of range) as INVALID_ARGUMENT.
+    if "INVALID_ARGUMENT" in text:
+        return InvalidRequest(f"inference failed: {text}")
+    return BatonError(f"inference failed: {text}")

@@ -1,5 +1,0 @@
-"""Open Inference Protocol over gRPC (``inference.GRPCInferenceService``)."""
-
-from baton.api.v2grpc.service import InferenceServicer, start_grpc_server
-
-__all__ = ["InferenceServicer", "start_grpc_server"]

@@ -1,0 +1,55 @@
+"""A version's files on disk: where they are, a cheap fingerprint of them, and their size.
+
+Sources find versions and describe each as :class:`VersionFiles`; verification, loading and the
+memory pre-flight read them. The fingerprint (every non-hidden file's relative path, size and
+mtime) is what tells a source that a version has settled and the manager that it changed; it is
+not a content hash (the manifest's SHA-256s are, see :mod:`baton.artifacts.manifest`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["VersionFiles", "directory_bytes", "fingerprint"]
+
+
+@dataclass(frozen=True, slots=True)
+class VersionFiles:
+    """A complete version on disk; ``fingerprint`` changes whenever any of its files change."""
+
+    path: Path
+    fingerprint: str
+
+
+def fingerprint(directory: Path) -> str | None:
+    """Digest of every non-hidden file's relative path, size and mtime; ``None`` if empty."""
+    entries = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            full = os.path.join(root, name)
+            try:
+                st = os.stat(full)
+            except FileNotFoundError:
+                continue
+            entries.append(f"{os.path.relpath(full, directory)}\0{st.st_size}\0{st.st_mtime_ns}")
+    if not entries:
+        return None
+    return hashlib.blake2b("\n".join(entries).encode(), digest_size=16).hexdigest()
+
+
+def directory_bytes(directory: Path) -> int:
+    """Total size of the files under ``directory``."""
+    total = 0
+    for root, _, files in os.walk(directory):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except FileNotFoundError:
+                continue
+    return total

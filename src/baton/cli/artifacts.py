@@ -1,0 +1,115 @@
+"""The artifact commands of the ``baton`` CLI: ``keygen``, ``publish`` and ``verify``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["add_commands", "run"]
+
+COMMANDS = ("keygen", "publish", "verify")
+
+
+def add_commands(sub) -> None:
+    keygen = sub.add_parser("keygen", help="make an Ed25519 key pair for signing versions")
+    keygen.add_argument("stem", type=Path, help="writes STEM.key (private) and STEM.pub")
+    publish = sub.add_parser("publish", help="publish a model as a new version, with a manifest")
+    publish.add_argument("source", type=Path, help="a model file (.onnx) or a directory")
+    publish.add_argument("--repository", type=Path, required=True)
+    publish.add_argument("--model", required=True)
+    publish.add_argument("--version", type=int, help="default: the next number")
+    publish.add_argument("--sign", type=Path, metavar="KEY", help="private key from keygen")
+    publish.add_argument("--description", default="")
+    publish.add_argument("--label", action="append", default=[], help="recorded in the manifest")
+    publish.add_argument("--parent", type=int, help="the version this one derives from")
+    publish.add_argument("--delta-from", type=int, metavar="N",
+                         help="store only the ONNX weights that differ from version N")  # fmt: skip
+    verify = sub.add_parser("verify", help="check a version directory as the server would")
+    verify.add_argument("directory", type=Path)
+    verify.add_argument("--trusted-key", type=Path, action="append", default=[])
+    verify.add_argument("--require-signature", action="store_true")
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.command == "keygen":
+        from baton.artifacts.signing import generate_key_pair
+
+        key, pub = generate_key_pair(args.stem)
+        print(f"private key {key} (keep it secret), public key {pub} (give to servers)")
+    elif args.command == "publish":
+        _publish(args)
+    else:
+        _verify(args)
+
+
+def _publish(args: argparse.Namespace) -> None:
+    from baton.artifacts.publish import PublishError, publish
+
+    bar = ProgressBar()
+    try:
+        path = publish(
+            args.source, args.repository, args.model, version=args.version,
+            sign_key=args.sign, description=args.description, labels=tuple(args.label),
+            parent=args.parent, delta_from=args.delta_from, progress=bar,
+        )  # fmt: skip
+    except (PublishError, OSError, ValueError) as exc:
+        bar.close()
+        sys.exit(f"baton publish: {exc}")
+    bar.close()
+    notes = ["signed"] if args.sign else []
+    if args.delta_from:
+        notes.append(f"delta from {args.delta_from}, {_size(path)} stored")
+    extra = f" ({', '.join(notes)})" if notes else ""
+    print(f"published {args.model} version {path.name} at {path}{extra}")
+
+
+def _size(directory: Path) -> str:
+    size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+    return f"{size / 2**20:,.2f} MiB" if size >= 2**20 else f"{size:,} bytes"
+
+
+def _verify(args: argparse.Namespace) -> None:
+    from baton.artifacts.files import VersionFiles, fingerprint
+    from baton.artifacts.signing import TrustStore
+    from baton.artifacts.verify import Verifier
+    from baton.errors import VersionFailed
+    from baton.settings import ModelSettings
+
+    verifier = Verifier(TrustStore(args.trusted_key), require_signature=args.require_signature)
+    files = VersionFiles(args.directory, fingerprint(args.directory) or "")
+    try:
+        facts = verifier(files, ModelSettings())
+    except VersionFailed as exc:
+        sys.exit(f"FAILED {exc.reason}: {exc}")
+    signed = f", signed by key {facts['signed_by']}" if facts["signed_by"] else ""
+    print(f"OK {args.directory}" + (" (manifest verified" + signed + ")" if facts["manifest"]
+                                     else " (no manifest)"))  # fmt: skip
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, drawn at most ten times a second, for big copies."""
+
+    def __init__(self, min_bytes: int = 32 * 2**20) -> None:
+        self.min_bytes = min_bytes
+        self.started = time.monotonic()
+        self._drawn = 0.0
+        self._shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if total < self.min_bytes or (now - self._drawn < 0.1 and done < total):
+            return
+        self._drawn, self._shown = now, True
+        rate = done / max(now - self.started, 1e-6) / 2**20
+        filled = int(30 * done / total)
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {done / 2**20:,.0f}/{total / 2**20:,.0f}"
+            f" MiB  {rate:,.0f} MiB/s"
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self._shown:
+            sys.stderr.write("\n")

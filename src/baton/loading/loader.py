@@ -1,0 +1,185 @@
+"""The load pipeline: from a version's files to a warmed-up, routable :class:`VersionHandle`.
+
+verify files → create the runtime → load → apply signature overrides → contract check against
+the serving version → warm-up → golden set → handle (with a batcher when configured). Blocking
+steps run on one dedicated load thread, so loading never competes with inference threads.
+Each phase up to WARMING is reported through ``on_phase`` (the manager turns it into a state
+change; READY is the manager's own); any failure raises :class:`VersionFailed` after the
+runtime has been unloaded again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+
+from baton.artifacts.files import VersionFiles
+from baton.artifacts.verify import verify_version
+from baton.control.lifecycle import VersionState
+from baton.errors import VersionFailed
+from baton.loading.contract import (
+    apply_overrides,
+    batching_obstacle,
+    incompatibilities,
+    structure_problems,
+)
+from baton.loading.golden import run_golden
+from baton.loading.memory import resident_bytes
+from baton.loading.warmup import run_warmup
+from baton.runtimes.base import Runtime
+from baton.runtimes.registry import runtime_for
+from baton.serving.batching import Batcher
+from baton.serving.handle import VersionHandle
+from baton.settings import ModelSettings
+from baton.types import Signature
+
+__all__ = ["Loader", "RuntimeFactory"]
+
+RuntimeFactory = Callable[[VersionFiles, ModelSettings], Runtime]
+Phase = Callable[..., None]  # on_phase(state, **timings)
+S = VersionState
+
+
+def _default_factory(files: VersionFiles, settings: ModelSettings) -> Runtime:
+    return runtime_for(files.path, settings)
+
+
+class Loader:
+    def __init__(
+        self,
+        *,
+        runtime_factory: RuntimeFactory = _default_factory,
+        verifier: Callable[[VersionFiles, ModelSettings], dict] = verify_version,
+        infer_executor: Executor | None = None,
+        batch_observer: Callable[[str, int, int], None] | None = None,
+        notify: Callable[..., object] | None = None,
+    ) -> None:
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="baton-load")
+        self._factory = runtime_factory
+        self._verify = verifier
+        self._infer_executor = infer_executor
+        self._batch_observer = batch_observer
+        self._notify = notify  # events.publish, for notes such as "batching_disabled"
+
+    async def load(
+        self,
+        model: str,
+        version: int,
+        files: VersionFiles,
+        settings: ModelSettings,
+        reference: tuple[int, Signature, dict | None] | None,
+        on_phase: Phase,
+    ) -> tuple[VersionHandle, dict]:
+        """Load one version up to (not including) READY; returns its handle and what the READY
+        event reports of the warm-up (seconds, runs, source). ``reference`` is the serving
+        (version, signature, structure) to stay compatible with, if any. Raises
+        :class:`VersionFailed`."""
+        loop = asyncio.get_running_loop()
+        run = lambda fn, *args: loop.run_in_executor(self.executor, fn, *args)  # noqa: E731
+        runtime: Runtime | None = None
+        try:
+            on_phase(S.VERIFYING)
+            verified = await run(self._verify, files, settings)
+            rebuilt = verified.pop("load_from", None)  # a delta version's full model
+            on_phase(S.LOADING, **verified, delta=rebuilt is not None)
+            started, rss_before = time.perf_counter(), resident_bytes()
+            try:
+                runtime = self._factory(VersionFiles(rebuilt, files.fingerprint) if rebuilt
+                                        else files, settings)  # fmt: skip
+                await run(runtime.load)
+                _reclaim_signals()
+            finally:
+                if rebuilt is not None:
+                    await run(shutil.rmtree, rebuilt, True)
+            load_seconds = time.perf_counter() - started
+            try:
+                signature = apply_overrides(runtime.signature(), settings.inputs, settings.outputs)
+            except ValueError as exc:
+                raise VersionFailed("bad_config", str(exc)) from None
+            if reference is not None and not settings.allow_breaking_change:
+                _check_contract(reference, signature, runtime.structure())
+            on_phase(S.WARMING, load_seconds=load_seconds,
+                     compile_cache=getattr(runtime, "compile_outcome", None))  # fmt: skip
+            started = time.perf_counter()
+            warmup = await run(run_warmup, runtime, signature, files.path, settings.warmup)
+            await run(run_golden, runtime, files.path, settings.golden)
+            handle = VersionHandle(
+                model, version, runtime, signature, self._infer_executor,
+                self._batcher(model, version, runtime, signature, settings),
+            )  # fmt: skip
+            handle.predict_seconds = warmup.predict_seconds
+            handle.memory_bytes = max(0, resident_bytes() - rss_before)
+            return handle, {
+                "warmup_seconds": time.perf_counter() - started,
+                "warmup_runs": warmup.runs,
+                "warmup_source": warmup.source,
+            }
+        except Exception as exc:
+            if runtime is not None:
+                await run(runtime.unload)
+            if isinstance(exc, VersionFailed):
+                raise
+            raise VersionFailed("load_error", f"{type(exc).__name__}: {exc}") from exc
+
+    def _batcher(
+        self, model: str, version: int, runtime: Runtime, signature: Signature,
+        settings: ModelSettings,
+    ) -> Batcher | None:  # fmt: skip
+        if settings.max_batch_size <= 1:
+            return None
+        obstacle = batching_obstacle(signature)
+        if obstacle is not None:
+            if self._notify is not None:
+                self._notify("batching_disabled", model, version=version, message=obstacle)
+            return None
+        observer = self._batch_observer
+        return Batcher(
+            runtime.predict,
+            self._infer_executor,
+            max_batch_size=settings.max_batch_size,
+            max_delay=settings.max_queue_delay_ms / 1000,
+            preferred_batch_sizes=settings.preferred_batch_sizes,
+            on_batch=(lambda rows: observer(model, version, rows)) if observer else None,
+        )
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
+def _reclaim_signals() -> None:
+    """Frameworks may install their own C-level handlers for SIGTERM/SIGINT when first imported
+    (Paddle does), which would kill the server instead of letting it drain: put Python's back.
+    Only the main thread may, which is where the loader's event loop runs."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            handler = signal.getsignal(sig)
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def _check_contract(
+    reference: tuple[int, Signature, dict | None], signature: Signature, structure: dict | None
+) -> None:
+    current, old, old_structure = reference
+    mismatch = structure_problems(old_structure, structure)
+    if mismatch is not None:
+        reason, problems = mismatch
+        raise VersionFailed(
+            reason,
+            f"does not fit serving version {current}: "
+            + "; ".join(problems[:5])
+            + " (set allow_breaking_change: true in model.yaml to accept it)",
+        )
+    problems = incompatibilities(old, signature)
+    if problems:
+        raise VersionFailed(
+            "incompatible_signature",
+            f"signature incompatible with serving version {current}: "
+            + "; ".join(problems)
+            + " (set allow_breaking_change: true in model.yaml to accept it)",
+        )

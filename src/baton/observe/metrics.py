@@ -1,0 +1,216 @@
+"""Prometheus metrics. State metrics come from the event bus; request metrics from the data plane.
+
+Each server owns its own registry (so several servers can live in one process, as in tests).
+Per-request metric children are cached per (model, version) so the request path does one dict
+lookup, one counter increment and one histogram observation.
+
+Label cardinality stays bounded however many versions a model goes through: the series of a
+version are removed once it is one of more than ``RETAINED_UNLOADED`` unloaded versions of
+its model (recently retired versions stay visible for dashboards and alerts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+
+from baton.control.lifecycle import VersionState
+from baton.observe.events import Event
+
+__all__ = ["Metrics"]
+
+_LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+)
+_PHASE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+RETAINED_UNLOADED = 5
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        ProcessCollector(registry=r)  # process_resident_memory_bytes and friends
+        self.requests = Counter(
+            "baton_requests",
+            "Inference requests answered",
+            ["model", "version", "outcome"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "baton_request_duration_seconds",
+            "Inference latency inside Baton",
+            ["model", "version"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inflight = Gauge(
+            "baton_inflight_requests",
+            "Requests in flight per version",
+            ["model", "version"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "baton_rejected_requests",
+            "Requests refused before reaching a version (4xx/5xx)",
+            ["model", "status"],
+            registry=r,
+        )
+        self.state = Gauge(
+            "baton_version_state",
+            "1 for the state each version is in",
+            ["model", "version", "state"],
+            registry=r,
+        )
+        self.swaps = Counter(
+            "baton_swaps", "Changes of a model's default version", ["model"], registry=r
+        )
+        self.load_seconds = Histogram(
+            "baton_load_duration_seconds",
+            "Model load time",
+            ["model"],
+            buckets=_PHASE_BUCKETS,
+            registry=r,
+        )
+        self.warmup_seconds = Histogram(
+            "baton_warmup_duration_seconds",
+            "Warm-up time",
+            ["model"],
+            buckets=_PHASE_BUCKETS,
+            registry=r,
+        )
+        self.drain_seconds = Histogram(
+            "baton_drain_duration_seconds",
+            "Time from retirement to zero in-flight requests",
+            ["model"],
+            buckets=_PHASE_BUCKETS,
+            registry=r,
+        )
+        self.failed_loads = Counter(
+            "baton_failed_loads", "Versions that ended FAILED", ["model", "reason"], registry=r
+        )
+        self.forced_unloads = Counter(
+            "baton_forced_unloads",
+            "Unloads after the drain timeout with requests in flight",
+            ["model"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "baton_batch_size",
+            "Rows per backend call when batching",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
+        self.rollout_weight = Gauge(
+            "baton_rollout_weight",
+            "Share of unversioned traffic per version during a rollout",
+            ["model", "version"],
+            registry=r,
+        )
+        self.rollbacks = Counter(
+            "baton_rollbacks", "Rollouts rolled back or aborted", ["model", "reason"], registry=r
+        )
+        self.update_decisions = Counter(
+            "baton_update_decisions",
+            "Update rate limiter decisions on newly published versions",
+            ["model", "decision"],
+            registry=r,
+        )
+        self._children: dict[tuple[str, int], tuple] = {}
+        self._unloaded: dict[str, deque[int]] = {}
+
+    # ---- request path -------------------------------------------------------------------
+    def request_children(self, model: str, version: int) -> tuple:
+        """(ok counter, error counter, latency histogram, in-flight gauge) for one version."""
+        key = (model, version)
+        children = self._children.get(key)
+        if children is None:
+            v = str(version)
+            children = self._children[key] = (
+                self.requests.labels(model, v, "ok"),
+                self.requests.labels(model, v, "error"),
+                self.latency.labels(model, v),
+                self.inflight.labels(model, v),
+            )
+        return children
+
+    def observe_batch(self, model: str, version: int, rows: int) -> None:
+        self.batch_size.labels(model).observe(rows)
+
+    # ---- event subscriber ---------------------------------------------------------------
+    def on_event(self, event: Event) -> None:
+        model, data = event.model, event.data
+        if event.kind == "swap":
+            self.swaps.labels(model).inc()
+        if event.kind == "rollout":
+            self._on_rollout(model, event)
+        if event.kind == "rate_limit":
+            self.update_decisions.labels(model, event.state).inc()
+        if event.kind != "state" or event.version is None:
+            return
+        v = str(event.version)
+        for state in VersionState:
+            self.state.labels(model, v, state.value).set(1 if state.value == event.state else 0)
+        if "load_seconds" in data:
+            self.load_seconds.labels(model).observe(data["load_seconds"])
+        if "warmup_seconds" in data:
+            self.warmup_seconds.labels(model).observe(data["warmup_seconds"])
+        if event.state == VersionState.FAILED:
+            self.failed_loads.labels(model, event.reason or "unknown").inc()
+        if event.state == VersionState.UNLOADED:
+            self.drain_seconds.labels(model).observe(data.get("drain_seconds", 0.0))
+            if data.get("forced"):
+                self.forced_unloads.labels(model).inc()
+            self._children.pop((model, event.version), None)
+            self._retire_series(model, event.version)
+
+    def _on_rollout(self, model: str, event: Event) -> None:
+        data = event.data
+        weight = data["weight"]
+        self.rollout_weight.labels(model, str(data["candidate"])).set(weight)
+        self.rollout_weight.labels(model, str(data["stable"])).set(1.0 - weight)
+        if event.state in ("ROLLED_BACK", "ABORTED"):
+            failed = data.get("failed_gates") or []
+            reason = failed[0] if failed else ("operator" if event.state == "ABORTED" else "gate")
+            self.rollbacks.labels(model, reason).inc()
+
+    def _retire_series(self, model: str, version: int) -> None:
+        retired = self._unloaded.setdefault(model, deque())
+        if version in retired:
+            retired.remove(version)
+        retired.append(version)
+        while len(retired) > RETAINED_UNLOADED:
+            self._forget(model, str(retired.popleft()))
+
+    def _forget(self, model: str, version: str) -> None:
+        for state in VersionState:
+            self._remove(self.state, model, version, state.value)
+        for outcome in ("ok", "error"):
+            self._remove(self.requests, model, version, outcome)
+        self._remove(self.latency, model, version)
+        self._remove(self.inflight, model, version)
+
+    @staticmethod
+    def _remove(metric, *labels: str) -> None:
+        with contextlib.suppress(KeyError):  # a series that was never recorded
+            metric.remove(*labels)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,132 @@
+"""Per-version handles: in-flight counting and drain.
+
+A :class:`VersionHandle` is what the serving map routes to. The request path takes a lease for
+exactly one request and gives it back when the answer is computed::
+
+    handle = serving_map.route(model, requested_version)
+    with handle.lease():            # no await between route() and lease()
+        outputs = await handle.predict(inputs, output_names)
+
+Leases are taken and returned on the event-loop thread, so the counter needs no lock. After the
+manager removes a version from the serving map it awaits :meth:`VersionHandle.drained`; only then
+(or after the drain timeout, which is reported) is the runtime unloaded. A closed handle refuses
+new leases with :class:`HandleClosed`, which the data plane answers by routing again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor
+from contextlib import contextmanager
+
+import numpy as np
+
+from baton.rollout.window import VersionWindow
+from baton.runtimes.base import Runtime
+from baton.serving.batching import Batcher
+from baton.types import Signature, TensorSpec
+
+__all__ = ["HandleClosed", "VersionHandle"]
+
+
+class HandleClosed(RuntimeError):
+    """The version behind this handle no longer takes requests; route again."""
+
+
+class VersionHandle:
+    """A loaded version as the request path sees it. Create one per loaded runtime."""
+
+    __slots__ = (
+        "_closed",
+        "_executor",
+        "_idle",
+        "batcher",
+        "inflight",
+        "input_specs",
+        "memory_bytes",
+        "model",
+        "output_datatypes",
+        "output_names",
+        "predict_seconds",
+        "runtime",
+        "served",
+        "signature",
+        "version",
+        "window",
+    )
+
+    def __init__(
+        self,
+        model: str,
+        version: int,
+        runtime: Runtime,
+        signature: Signature,
+        executor: Executor | None = None,
+        batcher: Batcher | None = None,
+    ) -> None:
+        self.model = model
+        self.version = version
+        self.runtime = runtime
+        self.signature = signature
+        self.input_specs: dict[str, TensorSpec] = {t.name: t for t in signature.inputs}
+        self.output_names: tuple[str, ...] = tuple(t.name for t in signature.outputs)
+        self.output_datatypes: dict[str, str] = {t.name: t.datatype for t in signature.outputs}
+        self.inflight = 0
+        self.served = 0  # requests answered, for the load the update rate limiter sees
+        self.predict_seconds: float | None = None  # one warm prediction, measured at warm-up
+        self.memory_bytes: int | None = None  # resident memory its load added, if measured
+        self._executor = executor
+        self.batcher = batcher
+        self.window: VersionWindow | None = None  # live stats while a rollout involves it
+        self._idle: asyncio.Event | None = None
+        self._closed = False
+
+    def acquire(self) -> None:
+        """Count one request in flight; pair with exactly one :meth:`release`."""
+        if self._closed:
+            raise HandleClosed(f"{self.model} version {self.version} is unloaded")
+        self.inflight += 1
+
+    def release(self) -> None:
+        self.inflight -= 1
+        self.served += 1
+        if self.inflight == 0 and self._idle is not None:
+            self._idle.set()
+
+    @contextmanager
+    def lease(self) -> Iterator[VersionHandle]:
+        """Hold one request in flight for the duration of the ``with`` block."""
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()
+
+    async def predict(
+        self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Run the runtime off the event loop (through the batcher, if the version has one).
+        Call only while holding a lease."""
+        if self.batcher is not None:
+            return await self.batcher.submit(inputs, outputs)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.runtime.predict, inputs, outputs)
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no request is in flight; ``False`` if ``timeout`` seconds passed first."""
+        if self.inflight == 0:
+            return True
+        self._idle = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    def close(self) -> None:
+        """Refuse new leases from now on (leases already taken run to completion)."""
+        self._closed = True
+
+    def __repr__(self) -> str:
+        return f"<VersionHandle {self.model}:{self.version} inflight={self.inflight}>"
