@@ -11,12 +11,17 @@ and gRPC status code that a protocol adapter answers with, so adapters never gue
     ├── Unavailable                 503 UNAVAILABLE        model known but nothing is serving
     └── VersionFailed               (not raised to clients) a version could not become READY;
                                     ``reason`` is a short machine-readable code for metrics
+
+    ConfigurationError              the server cannot start as configured (a port in use, an
+                                    audit log another server writes); the message names what to
+                                    change, and ``baton serve`` prints it as one line
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BatonError",
+    "ConfigurationError",
     "Conflict",
     "InvalidRequest",
     "NotFound",
@@ -68,3 +73,7 @@ class VersionFailed(BatonError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class ConfigurationError(Exception):
+    """The server cannot start as configured; ``str(err)`` says what to change."""

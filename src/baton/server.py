@@ -5,9 +5,11 @@
     server = BatonServer(ServerSettings(repository=Path("models"), http_port=8000))
     await server.serve()        # until SIGTERM/SIGINT: stop accepting, finish in-flight, unload
 
+Start-up fails with :class:`baton.errors.ConfigurationError` (one line saying what to change)
+when the audit log is another server's or a port cannot be bound; nothing has been started then.
 Shutdown order: uvicorn stops accepting and waits (up to ``shutdown_timeout``) for requests in
-flight; then gRPC does the same, sources stop, the manager drains and unloads every version,
-and threads stop.
+flight; then gRPC does the same, sources stop, the manager cancels loads under way and drains and
+unloads every version, and threads stop.
 """
 
 from __future__ import annotations
@@ -15,63 +17,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import grpc
 import uvicorn
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
 
 from baton.api.context import ApiContext
 from baton.api.dataplane import DataPlane
 from baton.api.grpc import start_grpc_server
-from baton.api.http import admin, rest
-from baton.api.http.fast_infer import FastInferPath
+from baton.api.http.app import build_app
 from baton.api.repository import Repository
 from baton.artifacts.signing import TrustStore
 from baton.artifacts.verify import Verifier
 from baton.control.manager import Manager
-from baton.errors import BatonError
+from baton.control.resume import resume_from_audit
+from baton.errors import ConfigurationError
 from baton.loading.loader import RuntimeFactory
-from baton.loading.memory import tune_gc_for_serving
+from baton.loading.memory import available_memory, tune_gc_for_serving
 from baton.loading.preflight import MemoryLimits
-from baton.observe.audit import AuditLog
-from baton.observe.events import Event, EventBus
+from baton.observe.audit import AuditLog, AuditLogInUse
+from baton.observe.events import EventBus
+from baton.observe.log import log_event
 from baton.observe.metrics import Metrics
-from baton.rollout.controller import RolloutController, resume_from_audit
 from baton.runtimes.compile_cache import CompileCache
 from baton.runtimes.registry import runtime_for
 from baton.settings import ServerSettings
 from baton.sources.base import Source
 from baton.sources.filesystem import FilesystemSource
 
-__all__ = ["BatonServer"]
+__all__ = ["BatonServer", "bind_http_socket"]
 
 log = logging.getLogger("baton")
-
-
-def _log_event(event: Event) -> None:
-    if event.kind == "state":
-        level = logging.WARNING if event.reason else logging.INFO
-        log.log(
-            level,
-            "%s v%s → %s%s",
-            event.model,
-            event.version,
-            event.state,
-            f" ({event.reason}: {event.message})" if event.reason else "",
-        )
-    else:
-        log.info(
-            "%s %s%s%s",
-            event.model,
-            event.kind,
-            f" v{event.version}" if event.version is not None else "",
-            f" {event.message}" if event.message else "",
-        )
 
 
 def _runtime_factory(settings: ServerSettings) -> RuntimeFactory | None:
@@ -85,6 +63,26 @@ def _runtime_factory(settings: ServerSettings) -> RuntimeFactory | None:
     return lambda files, model_settings: runtime_for(files.path, model_settings, cache)
 
 
+def bind_http_socket(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket on ``host:port``; :class:`ConfigurationError` if taken."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot listen on {host}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(
+            f"HTTP port {port} on {host} is not available ({exc.strerror or exc}); "
+            "choose another with --http-port"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
 class BatonServer:
     def __init__(
         self,
@@ -93,11 +91,11 @@ class BatonServer:
         runtime_factory: RuntimeFactory | None = None,
     ) -> None:
         self.settings = settings
+        self.audit = self._open_audit_log(settings)
         self.events = EventBus()
         self.metrics = Metrics()
         self.events.subscribe(self.metrics.on_event)
-        self.events.subscribe(_log_event)
-        self.audit = self._open_audit_log(settings)
+        self.events.subscribe(log_event)
         if self.audit is not None:
             self.events.subscribe(self.audit.on_event)
         threads = settings.infer_threads or os.cpu_count() or 2
@@ -112,14 +110,15 @@ class BatonServer:
                 settings.require_signature,
             ),
             infer_executor=self.executor,
-            memory=MemoryLimits(settings.memory_budget, settings.memory_headroom),
+            memory=MemoryLimits(settings.memory_budget, settings.memory_headroom, available_memory),
             batch_observer=self.metrics.observe_batch,
+            max_concurrent_loads=settings.max_concurrent_loads,
+            rollout_period=settings.rollout_period,
             **extra,
         )
         self.dataplane = DataPlane(
             self.manager, self.metrics, session_parameter=settings.session_parameter
         )
-        self.rollouts = RolloutController(self.manager, settings.rollout_period)
         if sources is None:
             sources = []
             if settings.repository is not None:
@@ -137,12 +136,11 @@ class BatonServer:
             self.metrics,
             self.events,
             self.repository,
-            self.rollouts,
             self.audit.path if self.audit else None,
         )
         self._grpc: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task] = []
-        self.app = FastInferPath(self._build_app(), self.context)
+        self.app = build_app(self.context, self._lifespan)
 
     @staticmethod
     def _open_audit_log(settings: ServerSettings) -> AuditLog | None:
@@ -153,59 +151,45 @@ class BatonServer:
             return None
         try:
             return AuditLog(path, fsync=settings.audit_fsync)
+        except AuditLogInUse as exc:
+            raise ConfigurationError(
+                f"{exc}; stop it, or give this server its own log with BATON_AUDIT_LOG"
+            ) from None
         except OSError as exc:
             log.warning("no audit log: cannot write %s (%s)", path, exc)
             return None
 
-    def _build_app(self) -> Starlette:
-        app = Starlette(
-            routes=[*rest.routes, *admin.routes],
-            exception_handlers={
-                BatonError: self._error_response,
-                HTTPException: self._http_error_response,
-                Exception: self._unexpected_error_response,
-            },
-            lifespan=self._lifespan,
-        )
-        app.state.baton = self.context
-        return app
-
-    async def _error_response(self, request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, BatonError)
-        model = request.path_params.get("model", "")
-        self.metrics.rejected.labels(model, str(exc.http_status)).inc()
-        return rest.json_response({"error": str(exc)}, exc.http_status)
-
-    async def _http_error_response(self, request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return rest.json_response({"error": exc.detail}, exc.status_code)
-
-    async def _unexpected_error_response(self, request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return rest.json_response({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
-
     @asynccontextmanager
-    async def _lifespan(self, app: Starlette):
+    async def _lifespan(self, app):
         await self.start()
         try:
             yield
         finally:
             await self.stop()
 
+    async def start_grpc(self) -> None:
+        """Bind and start gRPC (unless ``grpc_port`` is 0); :class:`ConfigurationError` if the
+        port cannot be bound."""
+        if not self.settings.grpc_port:
+            return
+        host, port = self.settings.host, self.settings.grpc_port
+        try:
+            self._grpc = await start_grpc_server(self.context, host, port)
+        except RuntimeError as exc:
+            raise ConfigurationError(
+                f"gRPC port {port} on {host} is not available ({exc}); choose another with "
+                "--grpc-port (0 turns gRPC off)"
+            ) from None
+        log.info("gRPC serving on %s:%d", host, port)
+
     async def start(self) -> None:
-        """Start the reconcile loop, the sources, the rollout controller and gRPC (HTTP is
-        started by :meth:`serve`). Unfinished rollouts in the audit log are resumed."""
+        """Start the reconcile loop, the sources and the GC tuning (gRPC and HTTP are started
+        by :meth:`serve`). Unfinished rollouts in the audit log are resumed."""
         if self.audit is not None:
             resume_from_audit(self.manager, self.audit.path)
         self.manager.start()
-        if self.settings.grpc_port:
-            self._grpc = await start_grpc_server(
-                self.context, self.settings.host, self.settings.grpc_port
-            )
-            log.info("gRPC serving on %s:%d", self.settings.host, self.settings.grpc_port)
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._tune_gc_once_synced()))
-        self._tasks.append(loop.create_task(self.rollouts.run(), name="rollouts"))
         for source in self.sources:
             self._tasks.append(
                 loop.create_task(source.run(self.manager.publish), name=f"source {source.name}")
@@ -232,7 +216,16 @@ class BatonServer:
             self.audit.close()
 
     async def serve(self) -> None:
-        """Serve HTTP until SIGTERM/SIGINT, then shut down gracefully."""
+        """Bind HTTP and gRPC, then serve until SIGTERM/SIGINT and shut down gracefully.
+        Raises :class:`ConfigurationError` (before anything has started) if a port is taken."""
+        sock = bind_http_socket(self.settings.host, self.settings.http_port)
+        try:
+            await self.start_grpc()
+        except ConfigurationError:
+            sock.close()
+            if self.audit is not None:
+                self.audit.close()
+            raise
         config = uvicorn.Config(
             self.app,
             host=self.settings.host,
@@ -242,4 +235,4 @@ class BatonServer:
             timeout_graceful_shutdown=self.settings.shutdown_timeout,
             lifespan="on",
         )
-        await uvicorn.Server(config).serve()
+        await uvicorn.Server(config).serve(sockets=[sock])

@@ -5,29 +5,42 @@ Server settings come from, in rising priority: defaults, ``BATON_*`` environment
 
     version_policy: {latest: 2}        # or {all: true} or {specific: [1, 3]}; default latest 1
     labels: {stable: 2}                # label -> version; a labelled version is kept loaded
-    drain_timeout: 30                  # seconds to wait for in-flight requests before unload
+    drain_timeout: 30s                 # wait for in-flight requests before unload
     allow_breaking_change: false       # accept a version whose signature is incompatible
     require_manifest: false            # load only versions with a baton-manifest.json
     require_signature: false           # ... signed by a trusted key (see baton keygen/publish)
     warmup: {iterations: 1}            # runs of each warm-up request before READY
     golden: {atol: 1e-5, rtol: 1e-4}   # tolerance for <version>/golden/*.json cases
-    rollout: {mode: canary, steps: [1, 10, 50, 100], interval: 30, gates: {max_error_rate: 0.01}}
-    update_limits: {min_interval: 300, busy_rps: 500, max_defer: 120}  # when new versions go in
+    rollout: {mode: canary, steps: [1, 10, 50, 100], interval: 30s, gates: {max_error_rate: 0.01}}
+    update_limits: {min_interval: 5m, busy_rps: 500, max_defer: 2m}  # when new versions go in
     memory: {when_short: refuse}       # or retire_first, when a new version does not fit beside
     max_batch_size: 32                 # dynamic batching (0/1 = off); inputs need a -1 first dim
     max_queue_delay_ms: 2              # the longest a request waits for others to join it
     preferred_batch_sizes: [8, 16]     # dispatch at once when a queue reaches one of these
     inputs: [{name: x, shape: [-1, 4]}]  # overrides of the model's own signature
     onnx: {intra_op_num_threads: 1}
+
+Durations (``drain_timeout``, ``interval``, ``min_interval``, ``max_defer``, and the server's
+``poll_interval``, ``shutdown_timeout``, ``rollout_period``) take seconds as a number or a string
+with a unit: ``250ms``, ``30s``, ``2m``, ``1h`` — the same as the command line
+(:func:`parse_duration`).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from baton.rollout.gates import GateConfig
@@ -51,6 +64,30 @@ __all__ = [
     "WarmupSettings",
     "read_settings",
 ]
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*")
+_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string such as ``30``, ``250ms``, ``30s``, ``2m`` or ``1h``;
+    raises ``ValueError`` saying what is accepted."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(
+            f"{value!r} is not a duration: use seconds (30) or a number with a unit "
+            "(250ms, 30s, 2m, 1h)"
+        )
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+#: Seconds, written as a number or with a unit (see :func:`parse_duration`).
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class _Strict(BaseModel):
@@ -116,7 +153,7 @@ class RolloutSettings(_Strict):
 
     mode: Literal["immediate", "canary"] = "immediate"
     steps: tuple[float, ...] = (1, 5, 25, 50, 100)
-    interval: float = Field(default=30.0, ge=0, description="seconds per step")
+    interval: Duration = Field(default=30.0, ge=0, description="seconds per step")
     shadow_fraction: float = Field(
         default=0.2, gt=0, le=1, description="share of eligible requests copied at a 0 % step"
     )
@@ -137,11 +174,11 @@ class UpdateLimitSettings(_Strict):
     Versions published while a swap waits are coalesced: only the newest is loaded.
     """
 
-    min_interval: float = Field(default=0.0, ge=0, description="seconds between two swaps")
+    min_interval: Duration = Field(default=0.0, ge=0, description="seconds between two swaps")
     busy_rps: float | None = Field(
         default=None, ge=0, description="defer a swap while the model serves more requests/s"
     )
-    max_defer: float = Field(default=60.0, ge=0, description="the longest a busy swap waits")
+    max_defer: Duration = Field(default=60.0, ge=0, description="the longest a busy swap waits")
 
     def limits(self) -> SwapLimits:
         return SwapLimits(self.min_interval, self.busy_rps, self.max_defer)
@@ -197,7 +234,7 @@ class ModelSettings(_Strict):
 
     version_policy: VersionPolicy = VersionPolicy(latest=1)
     labels: dict[str, int] = Field(default_factory=dict)
-    drain_timeout: float = Field(default=30.0, ge=0)
+    drain_timeout: Duration = Field(default=30.0, ge=0)
     allow_breaking_change: bool = False
     require_manifest: bool = False
     require_signature: bool = False
@@ -238,12 +275,17 @@ class ServerSettings(BaseSettings):
     host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     grpc_port: int = Field(default=8001, ge=0, le=65535, description="0 = no gRPC")
-    poll_interval: float = Field(default=1.0, gt=0)
+    poll_interval: Duration = Field(default=1.0, gt=0)
     poll_jitter: float = Field(default=0.1, ge=0, le=1, description="fraction of the interval")
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     infer_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
-    shutdown_timeout: float = Field(default=30.0, ge=0)
-    rollout_period: float = Field(default=1.0, gt=0, description="seconds between gate checks")
+    shutdown_timeout: Duration = Field(default=30.0, ge=0)
+    rollout_period: Duration = Field(
+        default=1.0, gt=0, description="seconds between gate checks of a running rollout"
+    )
+    max_concurrent_loads: int = Field(
+        default=2, ge=1, description="versions loading at once, across all models"
+    )
     session_parameter: str | None = Field(
         default="session", description="request parameter that carries a sticky-session key"
     )

@@ -81,7 +81,7 @@ def test_model_ready(http, tc):
     assert not tc.is_model_ready("nope")
     assert http.get("/v2/models/nope/ready").status_code == 404
     r = http.get("/v2/models/affine/versions/9/ready")
-    assert r.status_code == 400 and "not ready" in r.json()["error"]
+    assert r.status_code == 400 and "version 9 is not serving" in r.json()["error"]
 
 
 # ---- inference ----------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from baton.api.repository import Repository
 from baton.control.manager import Manager
 from baton.observe.events import EventBus
 from baton.observe.metrics import Metrics
-from baton.rollout.controller import RolloutController
 from baton.settings import ServerSettings
 
 __all__ = ["ApiContext", "context"]
@@ -26,7 +25,6 @@ class ApiContext:
     metrics: Metrics
     events: EventBus
     repository: Repository
-    rollouts: RolloutController
     audit_path: Path | None = None
 
 

@@ -94,6 +94,25 @@ class DataPlane:
             return False
         return True
 
+    def why_not_ready(self, model: str, version: str | None) -> str:
+        """Why ``model`` (or one version or label of it) cannot answer requests now."""
+        try:
+            self._handle(model, version)
+        except BatonError as exc:
+            reason = str(exc)
+        else:
+            return f"model '{model}' is ready"
+        record = self._manager.models().get(model)
+        if record is None:
+            return reason
+        wanted = version if version and version.isdigit() else None
+        states = [
+            f"version {v} {r.state.value}" + (f" ({r.reason})" if r.reason else "")
+            for v, r in sorted(record.versions.items())
+            if r.state is not None and (wanted is None or str(v) == wanted)
+        ]
+        return reason + (f"; {', '.join(states)}" if states else "")
+
     def model_metadata(self, model: str, version: str | None) -> dict:
         handle = self._handle(model, version)
         record = self._manager.model(model)

@@ -7,14 +7,18 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["add_commands", "run"]
+from baton.cli.common import CliError
+
+__all__ = ["COMMANDS", "ProgressBar", "add_commands", "run"]
 
 COMMANDS = ("keygen", "publish", "verify")
 
 
 def add_commands(sub) -> None:
     keygen = sub.add_parser("keygen", help="make an Ed25519 key pair for signing versions")
-    keygen.add_argument("stem", type=Path, help="writes STEM.key (private) and STEM.pub")
+    keygen.add_argument(
+        "stem", type=Path, help="writes STEM.key (private, readable by you only) and STEM.pub"
+    )
     publish = sub.add_parser("publish", help="publish a model as a new version, with a manifest")
     publish.add_argument("source", type=Path, help="a model file (.onnx) or a directory")
     publish.add_argument("--repository", type=Path, required=True)
@@ -36,8 +40,16 @@ def run(args: argparse.Namespace) -> None:
     if args.command == "keygen":
         from baton.artifacts.signing import generate_key_pair
 
-        key, pub = generate_key_pair(args.stem)
-        print(f"private key {key} (keep it secret), public key {pub} (give to servers)")
+        try:
+            key, pub = generate_key_pair(args.stem)
+        except FileExistsError as exc:
+            raise CliError(f"keygen: {exc.filename} exists; choose another name") from None
+        except OSError as exc:
+            raise CliError(f"keygen: cannot write {exc.filename}: {exc.strerror}") from None
+        print(f"private key {key} (mode 600: keep it secret), public key {pub} (give to servers)")
+        if _in_git_work_tree(key.resolve().parent):
+            print(f"warning: {key} is inside a git work tree; keep it out of commits "
+                  "(add *.key to .gitignore)", file=sys.stderr)  # fmt: skip
     elif args.command == "publish":
         _publish(args)
     else:
@@ -56,13 +68,17 @@ def _publish(args: argparse.Namespace) -> None:
         )  # fmt: skip
     except (PublishError, OSError, ValueError) as exc:
         bar.close()
-        sys.exit(f"baton publish: {exc}")
+        raise CliError(f"publish: {exc}") from None
     bar.close()
     notes = ["signed"] if args.sign else []
     if args.delta_from:
         notes.append(f"delta from {args.delta_from}, {_size(path)} stored")
     extra = f" ({', '.join(notes)})" if notes else ""
     print(f"published {args.model} version {path.name} at {path}{extra}")
+
+
+def _in_git_work_tree(directory: Path) -> bool:
+    return any((d / ".git").exists() for d in (directory, *directory.parents))
 
 
 def _size(directory: Path) -> str:
@@ -82,7 +98,7 @@ def _verify(args: argparse.Namespace) -> None:
     try:
         facts = verifier(files, ModelSettings())
     except VersionFailed as exc:
-        sys.exit(f"FAILED {exc.reason}: {exc}")
+        raise CliError(f"verify: FAILED {exc.reason}: {exc}") from None
     signed = f", signed by key {facts['signed_by']}" if facts["signed_by"] else ""
     print(f"OK {args.directory}" + (" (manifest verified" + signed + ")" if facts["manifest"]
                                      else " (no manifest)"))  # fmt: skip

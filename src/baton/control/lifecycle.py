@@ -5,6 +5,10 @@
     DISCOVERED → VERIFYING → LOADING → WARMING → READY → SERVING → DRAINING → UNLOADED
          any state except UNLOADED → FAILED;  FAILED / UNLOADED → DISCOVERED (retry, re-aspire)
          READY → DRAINING (loaded, then no longer wanted before it took traffic)
+         DISCOVERED … WARMING → UNLOADED (load cancelled: what it built has been unloaded)
+
+A version a source offers that has never been loaded has no state yet; views show it as
+:data:`AVAILABLE` (the admin API, ``baton models`` and the repository index alike).
 
 Nothing outside this module decides whether a transition is legal: the manager calls
 :func:`check_transition` before every state change.
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["VersionState", "check_transition"]
+__all__ = ["AVAILABLE", "LOADING_STATES", "VersionState", "check_transition"]
 
 
 class VersionState(StrEnum):
@@ -31,11 +35,17 @@ class VersionState(StrEnum):
 
 S = VersionState
 
+#: What views call a version a source offers but nothing has loaded (it has no state yet).
+AVAILABLE = "AVAILABLE"
+
+#: A load is under way (and can be cancelled) in these states.
+LOADING_STATES = frozenset({S.DISCOVERED, S.VERIFYING, S.LOADING, S.WARMING})
+
 _TRANSITIONS: dict[VersionState, frozenset[VersionState]] = {
-    S.DISCOVERED: frozenset({S.VERIFYING, S.FAILED}),
-    S.VERIFYING: frozenset({S.LOADING, S.FAILED}),
-    S.LOADING: frozenset({S.WARMING, S.FAILED}),
-    S.WARMING: frozenset({S.READY, S.FAILED}),
+    S.DISCOVERED: frozenset({S.VERIFYING, S.FAILED, S.UNLOADED}),
+    S.VERIFYING: frozenset({S.LOADING, S.FAILED, S.UNLOADED}),
+    S.LOADING: frozenset({S.WARMING, S.FAILED, S.UNLOADED}),
+    S.WARMING: frozenset({S.READY, S.FAILED, S.UNLOADED}),
     S.READY: frozenset({S.SERVING, S.DRAINING, S.FAILED}),
     S.SERVING: frozenset({S.DRAINING, S.FAILED}),
     S.DRAINING: frozenset({S.UNLOADED, S.FAILED}),

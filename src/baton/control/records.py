@@ -1,18 +1,21 @@
 """What the manager knows of each model and version, and the views derived from it.
 
-Records are mutated only by :class:`baton.control.manager.Manager`; everything else reads them (the
-admin API, the repository extension, the data plane's metadata).
+Records are plain data, mutated only by :class:`baton.control.manager.Manager` on the event
+loop thread; everything else reads them (the admin API, the repository extension, the data
+plane's metadata). The derived views are pure: :meth:`ModelRecord.aspired` applies the version
+policy (:func:`baton.control.policy.select_aspired`), :meth:`ModelRecord.view` is what the swap
+policy decides on, :meth:`ModelRecord.default_version` and :meth:`ModelRecord.canary` are what
+the serving map routes by.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from baton.artifacts.files import VersionFiles
 from baton.control import policy
-from baton.control.lifecycle import VersionState
-from baton.rollout.gates import GateConfig
+from baton.control.lifecycle import LOADING_STATES, VersionState
+from baton.rollout.gates import GateConfig, GateVerdict
 from baton.rollout.ratelimit import UpdateGate
 from baton.rollout.schedule import Rollout, RolloutPlan
 from baton.serving.handle import VersionHandle
@@ -20,26 +23,33 @@ from baton.serving.serving_map import Canary
 from baton.settings import ModelSettings
 from baton.types import Signature
 
-__all__ = ["ModelRecord", "RolloutRequest", "VersionRecord"]
+__all__ = ["ModelRecord", "PendingPin", "RolloutRequest", "VersionRecord"]
 
 S = VersionState
 
 
 @dataclass(eq=False)
 class VersionRecord:
-    """Everything the manager knows of one version; mutated only by the manager."""
+    """Everything the manager knows of one version."""
 
     version: int
-    files: VersionFiles
+    files: VersionFiles  # the files it was loaded (or failed) with
     state: VersionState | None = None
     reason: str | None = None
     message: str | None = None
     handle: VersionHandle | None = None
     signature: Signature | None = None
     platform: str | None = None
-    since: float = field(default_factory=time.time)
+    since: float = 0.0  # when it entered ``state`` (the manager's clock)
     files_bytes: int = 0
     memory: int | None = None  # footprint measured while it loaded
+    estimate: int = 0  # footprint the memory pre-flight expects while it loads
+    retry: bool = False  # an operator asked for this FAILED version again
+    cancelling: bool = False  # its load was cancelled; it ends UNLOADED at a safe point
+
+    def view(self) -> policy.VersionView:
+        assert self.state is not None
+        return policy.VersionView(self.state, self.files.fingerprint, self.retry, self.cancelling)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +65,16 @@ class RolloutRequest:
     paused: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class PendingPin:
+    """An operator's pin (or rollback) that has not taken effect yet: if ``version`` fails to
+    load, the pin is refused and the model's pin goes back to ``previous``."""
+
+    version: int
+    previous: int | None
+    action: str = "pin"  # or "rollback"
+
+
 @dataclass(eq=False)
 class ModelRecord:
     name: str
@@ -62,6 +82,7 @@ class ModelRecord:
     available: dict[int, VersionFiles] = field(default_factory=dict)
     versions: dict[int, VersionRecord] = field(default_factory=dict)
     pinned: int | None = None
+    pending_pin: PendingPin | None = None
     labels: dict[str, int] = field(default_factory=dict)  # admin moves over model.yaml labels
     disabled: bool = False
     offered: bool = True
@@ -70,24 +91,30 @@ class ModelRecord:
     rollout: Rollout | None = None  # running or paused; cleared when it finishes
     rollout_gates: GateConfig = field(default_factory=GateConfig)
     rollout_request: RolloutRequest | None = None
+    rollout_due: float | None = None  # when the rollout's gates are next evaluated
+    last_rollout: Rollout | None = None  # the most recent finished rollout, for views
+    last_verdict: GateVerdict | None = None  # the rollout gates' most recent verdict
     rejected: dict[int, str] = field(default_factory=dict)  # rolled-back version → fingerprint
     updates: UpdateGate = field(default_factory=UpdateGate)  # the update rate limiter's state
 
     def all_labels(self) -> dict[str, int]:
         return {**self.settings.labels, **self.labels}
 
-    def offered_versions(self) -> dict[int, str]:
-        """Available versions, less rolled-back candidates whose files have not changed since."""
+    def rejected_now(self) -> set[int]:
+        """Rolled-back versions whose files have not changed since."""
         return {
-            v: f.fingerprint
-            for v, f in self.available.items()
-            if self.rejected.get(v) != f.fingerprint
+            v
+            for v, fp in self.rejected.items()
+            if (f := self.available.get(v)) is not None and f.fingerprint == fp
         }
 
-    def aspired(self) -> dict[int, str]:
-        if not self.offered:
-            return {}
-        offered = self.offered_versions()
+    def offered_versions(self) -> dict[int, str]:
+        """Available versions (→ fingerprint), less rolled-back ones whose files are unchanged."""
+        rejected = self.rejected_now()
+        return {v: f.fingerprint for v, f in self.available.items() if v not in rejected}
+
+    def held(self) -> set[int]:
+        """Versions kept loaded besides the version policy's: labels and rollout versions."""
         held = set(self.all_labels().values())
         if self.rollout is not None:
             held |= {self.rollout.stable, self.rollout.candidate}
@@ -95,6 +122,17 @@ class ModelRecord:
             held.add(self.rollout_request.candidate)
             if self.rollout_request.stable is not None:
                 held.add(self.rollout_request.stable)
+        return held
+
+    def known(self) -> dict[int, policy.VersionView]:
+        return {v: r.view() for v, r in self.versions.items() if r.state is not None}
+
+    def aspired(self) -> dict[int, str]:
+        """The versions this model should serve now (version → fingerprint)."""
+        if not self.offered:
+            return {}
+        offered = {v: f.fingerprint for v, f in self.available.items()}
+        held = self.held()
         admitted = self.updates.admitted
         if admitted is not None:  # newer versions wait for the rate limiter (operators do not)
             offered = {
@@ -106,29 +144,25 @@ class ModelRecord:
             pinned=self.pinned,
             labelled=held,
             disabled=self.disabled,
+            unusable=policy.unusable_versions(offered, self.known(), self.rejected_now()),
         )
 
     def view(self) -> policy.ModelView:
         """What the swap policy gets to see of this model."""
         return policy.ModelView(
-            self.name,
-            self.aspired(),
-            {
-                v: policy.VersionView(r.state, r.files.fingerprint)
-                for v, r in self.versions.items()
-                if r.state is not None
-            },
+            self.name, self.aspired(), self.known(), unload=self.disabled or not self.offered
         )
 
+    def loading(self) -> list[int]:
+        """Versions whose load is under way (cancelled ones included, until they end)."""
+        return sorted(v for v, r in self.versions.items() if r.state in LOADING_STATES)
+
     def settled(self) -> bool:
-        """Every aspired version is SERVING or FAILED, and nothing else is still loaded."""
-        aspired = self.aspired()
-        return all(
-            (r.state in (S.SERVING, S.FAILED))
-            if v in aspired
-            else r.state in (S.UNLOADED, S.FAILED, None)
-            for v, r in self.versions.items()
-        ) and all(v in self.versions for v in aspired)
+        """Nothing left to do: no next action, no load under way and nothing draining."""
+        busy = any(
+            r.state in LOADING_STATES or r.state is S.DRAINING for r in self.versions.values()
+        )
+        return not busy and policy.next_action(self.view()) is None
 
     def serving(self) -> list[int]:
         return sorted(v for v, r in self.versions.items() if r.state is S.SERVING)

@@ -4,9 +4,11 @@
   asked for, or ``rollout.mode: canary`` meeting a newer version)?
 - :func:`finish`: a finished rollout's consequences — promoted: the candidate becomes the
   default (pinned if the version policy would not choose it); rolled back or aborted: the
-  candidate is rejected until its files change, so the policy falls back to the stable one.
+  candidate is rejected (until its files change, or an operator asks for it by name), so the
+  policy falls back to the stable one and the candidate is retired.
 - :func:`describe`: the data a ``rollout`` event carries — enough to resume after a restart.
-- :func:`sync_windows`: live statistics windows on exactly the two versions of a rollout.
+- :func:`sync_windows`: live statistics windows on exactly the two versions of a rollout;
+  :func:`rollout_windows` reads them.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from baton.control import policy
+from baton.control.operator import require_version
 from baton.control.records import ModelRecord, RolloutRequest
-from baton.errors import Conflict, NotFound
-from baton.rollout.gates import GateConfig
+from baton.errors import Conflict
+from baton.rollout.gates import GateConfig, WindowStats
 from baton.rollout.schedule import Rollout, RolloutPlan, RolloutStatus
 from baton.rollout.window import VersionWindow
 
@@ -26,6 +29,7 @@ __all__ = [
     "request_from",
     "request_rollout",
     "rollout_on_serve",
+    "rollout_windows",
     "sync_windows",
 ]
 
@@ -37,8 +41,7 @@ def request_rollout(
     fill in what is not given); raises Conflict or NotFound when it cannot be."""
     if m.rollout is not None:
         raise Conflict(f"model '{m.name}' already has a rollout to version {m.rollout.candidate}")
-    if candidate not in m.offered_versions():
-        raise NotFound(f"model '{m.name}' has no complete version {candidate} to roll out")
+    require_version(m, candidate)
     if candidate == m.default_version():
         raise Conflict(f"version {candidate} of '{m.name}' is already the default")
     cfg = m.settings.rollout
@@ -75,6 +78,8 @@ def finish(m: ModelRecord, rollout: Rollout) -> None:
     """Apply a finished rollout to the record (the caller rebuilds the map and publishes)."""
     m.rollout = None
     m.rollout_request = None
+    m.rollout_due = None
+    m.last_rollout = rollout
     if rollout.status is RolloutStatus.PROMOTED:
         # The candidate must win afterwards: any earlier pin gives way to it, and it is pinned
         # itself only when the version policy alone would not choose it.
@@ -123,3 +128,17 @@ def sync_windows(m: ModelRecord, reset: bool = False) -> None:
             handle.window = None
         elif handle.window is None or reset:
             handle.window = VersionWindow()
+
+
+def rollout_windows(m: ModelRecord) -> tuple[WindowStats | None, WindowStats | None]:
+    """Live statistics of the rollout's stable and candidate versions (``None`` for a version
+    without a window: not serving yet, or no rollout)."""
+    r = m.rollout
+    if r is None:
+        return None, None
+    stats = []
+    for v in (r.stable, r.candidate):
+        record = m.versions.get(v)
+        window = record.handle.window if record and record.handle else None
+        stats.append(window.stats() if window is not None else None)
+    return stats[0], stats[1]

@@ -2,10 +2,17 @@
 
 verify files → create the runtime → load → apply signature overrides → contract check against
 the serving version → warm-up → golden set → handle (with a batcher when configured). Blocking
-steps run on one dedicated load thread, so loading never competes with inference threads.
-Each phase up to WARMING is reported through ``on_phase`` (the manager turns it into a state
-change; READY is the manager's own); any failure raises :class:`VersionFailed` after the
-runtime has been unloaded again.
+steps run on the loader's own threads (``threads``: one per load allowed at once), so loading
+never competes with inference threads. Each phase up to WARMING is reported through
+``on_phase`` (the manager turns it into a state change; READY is the manager's own).
+
+Two ways to end early, and both leave nothing loaded:
+
+- a failure raises :class:`VersionFailed` after the runtime has been unloaded again;
+- cancellation (``task.cancel()`` on the task awaiting :meth:`Loader.load`) takes effect at the
+  next safe point — the boundary between two blocking steps. The step under way finishes in
+  its thread, then whatever was built is unloaded, then ``CancelledError`` propagates. Cancel
+  a load once; a second cancel during that clean-up would cut it short.
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 
 from baton.artifacts.files import VersionFiles
 from baton.artifacts.verify import verify_version
-from baton.control.lifecycle import VersionState
 from baton.errors import VersionFailed
 from baton.loading.contract import (
     apply_overrides,
@@ -41,8 +47,7 @@ from baton.types import Signature
 __all__ = ["Loader", "RuntimeFactory"]
 
 RuntimeFactory = Callable[[VersionFiles, ModelSettings], Runtime]
-Phase = Callable[..., None]  # on_phase(state, **timings)
-S = VersionState
+Phase = Callable[..., None]  # on_phase("VERIFYING" | "LOADING" | "WARMING", **facts)
 
 
 def _default_factory(files: VersionFiles, settings: ModelSettings) -> Runtime:
@@ -53,13 +58,14 @@ class Loader:
     def __init__(
         self,
         *,
+        threads: int = 1,
         runtime_factory: RuntimeFactory = _default_factory,
         verifier: Callable[[VersionFiles, ModelSettings], dict] = verify_version,
         infer_executor: Executor | None = None,
         batch_observer: Callable[[str, int, int], None] | None = None,
         notify: Callable[..., object] | None = None,
     ) -> None:
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="baton-load")
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="baton-load")
         self._factory = runtime_factory
         self._verify = verifier
         self._infer_executor = infer_executor
@@ -78,15 +84,30 @@ class Loader:
         """Load one version up to (not including) READY; returns its handle and what the READY
         event reports of the warm-up (seconds, runs, source). ``reference`` is the serving
         (version, signature, structure) to stay compatible with, if any. Raises
-        :class:`VersionFailed`."""
+        :class:`VersionFailed`, or ``CancelledError`` when cancelled (see the module docstring)."""
         loop = asyncio.get_running_loop()
-        run = lambda fn, *args: loop.run_in_executor(self.executor, fn, *args)  # noqa: E731
+        under_way: list[asyncio.Future] = []  # the blocking step running in a load thread
+
+        async def run(fn, *args):
+            future = loop.run_in_executor(self.executor, fn, *args)
+            under_way[:] = [future]
+            return await asyncio.shield(future)  # cancelling us must not lose track of it
+
+        async def step_ended() -> None:
+            if under_way and not under_way[0].done():
+                await asyncio.wait(under_way)  # a thread cannot be stopped: let the step end
+
         runtime: Runtime | None = None
+        verifying: asyncio.Future | None = None
         try:
-            on_phase(S.VERIFYING)
-            verified = await run(self._verify, files, settings)
+            on_phase("VERIFYING")
+            try:
+                verified = await run(self._verify, files, settings)
+            except asyncio.CancelledError:
+                verifying = under_way[0]
+                raise
             rebuilt = verified.pop("load_from", None)  # a delta version's full model
-            on_phase(S.LOADING, **verified, delta=rebuilt is not None)
+            on_phase("LOADING", **verified, delta=rebuilt is not None)
             started, rss_before = time.perf_counter(), resident_bytes()
             try:
                 runtime = self._factory(VersionFiles(rebuilt, files.fingerprint) if rebuilt
@@ -95,6 +116,7 @@ class Loader:
                 _reclaim_signals()
             finally:
                 if rebuilt is not None:
+                    await step_ended()
                     await run(shutil.rmtree, rebuilt, True)
             load_seconds = time.perf_counter() - started
             try:
@@ -103,7 +125,7 @@ class Loader:
                 raise VersionFailed("bad_config", str(exc)) from None
             if reference is not None and not settings.allow_breaking_change:
                 _check_contract(reference, signature, runtime.structure())
-            on_phase(S.WARMING, load_seconds=load_seconds,
+            on_phase("WARMING", load_seconds=load_seconds,
                      compile_cache=getattr(runtime, "compile_outcome", None))  # fmt: skip
             started = time.perf_counter()
             warmup = await run(run_warmup, runtime, signature, files.path, settings.warmup)
@@ -119,11 +141,16 @@ class Loader:
                 "warmup_runs": warmup.runs,
                 "warmup_source": warmup.source,
             }
-        except Exception as exc:
+        except BaseException as exc:  # CancelledError included: unload what was built
+            await step_ended()
+            if verifying is not None and not verifying.cancelled() and not verifying.exception():
+                rebuilt = verifying.result().get("load_from")  # verified after all: clean up
+                if rebuilt is not None:
+                    await run(shutil.rmtree, rebuilt, True)
             if runtime is not None:
                 await run(runtime.unload)
-            if isinstance(exc, VersionFailed):
-                raise
+            if isinstance(exc, VersionFailed) or not isinstance(exc, Exception):
+                raise  # a reasoned failure, or cancellation
             raise VersionFailed("load_error", f"{type(exc).__name__}: {exc}") from exc
 
     def _batcher(

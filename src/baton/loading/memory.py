@@ -1,4 +1,5 @@
-"""Process memory: read the resident set, and hand freed heap pages back to the OS."""
+"""Process memory: read the resident set and what is available, and hand freed heap pages back
+to the OS."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import gc
 
 import psutil
 
-__all__ = ["release_memory", "resident_bytes", "tune_gc_for_serving"]
+__all__ = ["available_memory", "release_memory", "resident_bytes", "tune_gc_for_serving"]
 
 _libc = None
 _name = ctypes.util.find_library("c")
@@ -29,6 +30,11 @@ def release_memory() -> None:
 
 def resident_bytes() -> int:
     return psutil.Process().memory_info().rss
+
+
+def available_memory() -> int:
+    """Bytes of memory the system can give without swapping (the memory pre-flight's input)."""
+    return psutil.virtual_memory().available
 
 
 def tune_gc_for_serving() -> None:

@@ -10,50 +10,39 @@ decides: ``refuse`` (the version is FAILED with reason ``insufficient_memory``; 
 keeps serving) or ``retire_first`` (resource-preserving: the old versions are drained and
 unloaded first, so the model is unavailable while the new one loads). A model with nothing
 loaded has nothing to retire, so it is refused.
+
+Loads run concurrently (up to the server's bound), so what loads under way are expected to take
+(``loading``) counts as used: it is not yet visible in the available memory. Pure: where
+"available" comes from (psutil, in the server) is the caller's business.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
-import psutil
-
-from baton.control.lifecycle import VersionState
-from baton.control.records import ModelRecord, VersionRecord
-
-__all__ = [
-    "MemoryLimits",
-    "MemoryPlan",
-    "estimate_bytes",
-    "plan_load",
-    "plan_memory",
-]
+__all__ = ["MemoryLimits", "MemoryPlan", "estimate_bytes", "plan_memory"]
 
 Decision = Literal["beside", "retire_first", "refuse"]
-
-
-def _available() -> int:
-    return psutil.virtual_memory().available
 
 
 @dataclass(frozen=True, slots=True)
 class MemoryLimits:
     """The server's side of the pre-flight: its budget, the headroom, and where "available"
-    comes from (replaceable in tests)."""
+    memory comes from (``None``: not known, so only the budget is checked)."""
 
     budget: int | None = None
     headroom: int = 0
-    available: Callable[[], int] = field(default=_available)
+    available: Callable[[], int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class MemoryPlan:
     decision: Decision
     estimate: int  # bytes the new version is expected to take
-    available: int  # bytes available to the process now
-    in_use: int  # bytes the server's loaded versions are known to take
+    available: int | None  # bytes available to the process now, if known
+    in_use: int  # bytes the server's loaded versions (and loads under way) are expected to take
     reason: str
 
 
@@ -69,64 +58,42 @@ def estimate_bytes(
 
 def plan_memory(
     estimate: int,
-    available: int,
+    available: int | None,
     in_use: int,
     *,
     budget: int | None = None,
     headroom: int = 0,
     retirable: int = 0,
+    loading: int = 0,
     when_short: Literal["refuse", "retire_first"] = "refuse",
 ) -> MemoryPlan:
-    """Load beside, retire first, or refuse. ``retirable``: what the model's loaded versions
-    take, which ``retire_first`` would give back."""
+    """Load beside, retire first, or refuse. ``in_use``: what loaded versions take;
+    ``loading``: what loads under way are expected to take (not yet in ``available``);
+    ``retirable``: what this model's loaded versions take, which ``retire_first`` gives back."""
     problems = []
-    if available - estimate < headroom:
+    free = None if available is None else available - loading
+    if free is not None and free - estimate < headroom:
         problems.append(
-            f"needs ~{_mib(estimate)} with {_mib(available)} available "
-            f"and {_mib(headroom)} to keep free"
+            f"needs ~{_mib(estimate)} with {_mib(free)} available"
+            + (f" (after {_mib(loading)} for loads under way)" if loading else "")
+            + f" and {_mib(headroom)} to keep free"
         )
-    if budget is not None and in_use + estimate > budget:
-        problems.append(
-            f"needs ~{_mib(estimate)}; {_mib(in_use)} of the {_mib(budget)} budget used"
-        )
+    used = in_use + loading
+    if budget is not None and used + estimate > budget:
+        problems.append(f"needs ~{_mib(estimate)}; {_mib(used)} of the {_mib(budget)} budget used")
     if not problems:
-        return MemoryPlan("beside", estimate, available, in_use, "fits beside the serving version")
+        where = "beside the loaded version" if retirable else "(nothing loaded to replace)"
+        return MemoryPlan("beside", estimate, available, used, f"fits {where}")
     reason = "; ".join(problems)
     if when_short == "retire_first" and retirable > 0:
-        freed_ok = available + retirable - estimate >= headroom and (
-            budget is None or in_use - retirable + estimate <= budget
+        freed_ok = (free is None or free + retirable - estimate >= headroom) and (
+            budget is None or used - retirable + estimate <= budget
         )
         if freed_ok:
-            return MemoryPlan("retire_first", estimate, available, in_use,
+            return MemoryPlan("retire_first", estimate, available, used,
                               f"{reason}: retiring the serving version first")  # fmt: skip
         reason += "; retiring the serving version would not free enough"
-    return MemoryPlan("refuse", estimate, available, in_use, reason)
-
-
-_LOADED = (VersionState.READY, VersionState.SERVING, VersionState.DRAINING)
-
-
-def plan_load(
-    models: Iterable[ModelRecord], m: ModelRecord, r: VersionRecord, limits: MemoryLimits
-) -> MemoryPlan:
-    """:func:`plan_memory` for loading version ``r`` of ``m``, from what the server's loaded
-    versions were measured to take (versions never measured count as nothing)."""
-    loaded = [(rec.name, x) for rec in models for x in rec.versions.values()
-              if x.state in _LOADED and x.memory]  # fmt: skip
-    measured = [x for x in m.versions.values() if x.memory and x.files_bytes]
-    previous = max(measured, key=lambda x: x.version, default=None)
-    estimate = estimate_bytes(
-        r.files_bytes,
-        (previous.memory, previous.files_bytes) if previous else None,
-        m.settings.memory.file_factor,
-    )
-    retirable = [x.memory for name, x in loaded
-                 if name == m.name and x.state is not VersionState.DRAINING]  # fmt: skip
-    return plan_memory(
-        estimate, limits.available(), sum(x.memory for _, x in loaded),
-        budget=limits.budget, headroom=limits.headroom, retirable=sum(retirable),
-        when_short=m.settings.memory.when_short,
-    )  # fmt: skip
+    return MemoryPlan("refuse", estimate, available, used, reason)
 
 
 def _mib(n: int) -> str:

@@ -6,6 +6,12 @@ also survives power loss, at the cost of a disk sync per event. A crash in the m
 can leave a torn last line: :func:`read_audit_log` skips it and reports it. When the file grows
 past ``max_bytes`` it is renamed to ``<name>.1`` (replacing an older one) and a new file begun.
 
+One writer at a time: the log holds an exclusive lock on ``<name>.lock`` (which records the
+writer's PID) for as long as it is open, and a second :class:`AuditLog` on the same path raises
+:class:`AuditLogInUse` — two servers on one repository would otherwise interleave their events
+with clashing sequence numbers. The kernel drops the lock when the process dies, ``kill -9``
+included.
+
     log = AuditLog(Path("repo/.baton/audit.jsonl"))
     bus.subscribe(log.on_event)
     entries, torn = read_audit_log(log.path)
@@ -13,6 +19,8 @@ past ``max_bytes`` it is renamed to ``<name>.1`` (replacing an older one) and a 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 from pathlib import Path
@@ -21,15 +29,20 @@ import orjson
 
 from baton.observe.events import Event
 
-__all__ = ["AuditLog", "read_audit_log"]
+__all__ = ["AuditLog", "AuditLogInUse", "read_audit_log"]
 
 log = logging.getLogger("baton.observe.audit")
+
+
+class AuditLogInUse(OSError):
+    """Another process writes this audit log."""
 
 
 class AuditLog:
     def __init__(self, path: Path, *, fsync: bool = False, max_bytes: int = 64 * 2**20) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = self._take_lock(self.path.with_name(self.path.name + ".lock"))
         self._fsync = fsync
         self._max_bytes = max_bytes
         self._file = self.path.open("ab")
@@ -52,8 +65,27 @@ class AuditLog:
         self._size = 0
         log.info("audit log rotated to %s.1", self.path)
 
+    @staticmethod
+    def _take_lock(lock_path: Path) -> int:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise AuditLogInUse(
+                f"the audit log {lock_path.with_suffix('')} is in use by another server "
+                f"(pid {holder})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
     def close(self) -> None:
         self._file.close()
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            os.close(self._lock)
 
 
 def read_audit_log(path: Path, limit: int | None = None) -> tuple[list[dict], int]:

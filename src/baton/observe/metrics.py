@@ -17,7 +17,6 @@ from collections import deque
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
-from baton.control.lifecycle import VersionState
 from baton.observe.events import Event
 
 __all__ = ["Metrics"]
@@ -125,7 +124,10 @@ class Metrics:
             registry=r,
         )
         self.rollbacks = Counter(
-            "baton_rollbacks", "Rollouts rolled back or aborted", ["model", "reason"], registry=r
+            "baton_rollbacks",
+            "Rollbacks: rollouts rolled back by a gate or aborted, and operator rollbacks",
+            ["model", "reason"],
+            registry=r,
         )
         self.update_decisions = Counter(
             "baton_update_decisions",
@@ -134,6 +136,7 @@ class Metrics:
             registry=r,
         )
         self._children: dict[tuple[str, int], tuple] = {}
+        self._states: dict[tuple[str, str], set[str]] = {}  # states each version has been in
         self._unloaded: dict[str, deque[int]] = {}
 
     # ---- request path -------------------------------------------------------------------
@@ -163,18 +166,22 @@ class Metrics:
             self._on_rollout(model, event)
         if event.kind == "rate_limit":
             self.update_decisions.labels(model, event.state).inc()
+        if event.kind == "rollback":  # an operator's `baton rollback`
+            self.rollbacks.labels(model, event.reason or "operator").inc()
         if event.kind != "state" or event.version is None:
             return
         v = str(event.version)
-        for state in VersionState:
-            self.state.labels(model, v, state.value).set(1 if state.value == event.state else 0)
+        seen = self._states.setdefault((model, v), set())
+        seen.add(event.state)
+        for state in seen:
+            self.state.labels(model, v, state).set(1 if state == event.state else 0)
         if "load_seconds" in data:
             self.load_seconds.labels(model).observe(data["load_seconds"])
         if "warmup_seconds" in data:
             self.warmup_seconds.labels(model).observe(data["warmup_seconds"])
-        if event.state == VersionState.FAILED:
+        if event.state == "FAILED":
             self.failed_loads.labels(model, event.reason or "unknown").inc()
-        if event.state == VersionState.UNLOADED:
+        if event.state == "UNLOADED":
             self.drain_seconds.labels(model).observe(data.get("drain_seconds", 0.0))
             if data.get("forced"):
                 self.forced_unloads.labels(model).inc()
@@ -200,8 +207,8 @@ class Metrics:
             self._forget(model, str(retired.popleft()))
 
     def _forget(self, model: str, version: str) -> None:
-        for state in VersionState:
-            self._remove(self.state, model, version, state.value)
+        for state in self._states.pop((model, version), ()):
+            self._remove(self.state, model, version, state)
         for outcome in ("ok", "error"):
             self._remove(self.requests, model, version, outcome)
         self._remove(self.latency, model, version)

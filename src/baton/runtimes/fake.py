@@ -2,8 +2,16 @@
 
 ``FakeRuntime`` computes ``y = x + offset`` on one FP32 input ``x`` of shape ``[-1, n]`` and can be
 told to fail at load or on chosen inputs, to produce non-finite outputs, to take time to load
-or predict, to hold memory while loaded, or to report a different signature — everything the
-manager must survive.
+or predict, to hold memory while loaded, to block its load until released, or to report a
+different signature — everything the manager must survive.
+
+A blocking load takes its memory first, then waits for ``load_gate`` (a ``threading.Event``)
+and sets ``load_started`` as it begins, so a test can hold a load mid-way and cancel it::
+
+    gate = threading.Event()
+    runtime = FakeRuntime(load_gate=gate, hold_bytes=50 * 2**20)
+    ...                      # the load is under way, holding 50 MiB
+    gate.set()               # let it finish
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ class FakeRuntime(Runtime):
         signature: Signature | None = None,
         fail_predict: Callable[[np.ndarray], bool] | None = None,
         hold_bytes: int = 0,
+        load_gate: threading.Event | None = None,
     ) -> None:
         self.offset = offset
         self.fail_load = fail_load
@@ -47,6 +56,8 @@ class FakeRuntime(Runtime):
             (TensorSpec("x", "FP32", (-1, width)),), (TensorSpec("y", "FP32", (-1, width)),)
         )
         self.hold_bytes = hold_bytes
+        self.load_gate = load_gate
+        self.load_started = threading.Event()
         self._ballast: bytearray | None = None
         self.loaded = False
         self.unloaded = False
@@ -54,11 +65,15 @@ class FakeRuntime(Runtime):
         self._lock = threading.Lock()
 
     def load(self) -> None:
+        self.load_started.set()
+        self._ballast = bytearray(self.hold_bytes)  # zero-filled, so really resident
+        if self.load_gate is not None:
+            self.load_gate.wait()
         if self.load_seconds:
             time.sleep(self.load_seconds)
         if self.fail_load:
+            self._ballast = None
             raise VersionFailed("load_error", self.fail_load)
-        self._ballast = bytearray(self.hold_bytes)  # zero-filled, so really resident
         self.loaded = True
 
     def signature(self) -> Signature:

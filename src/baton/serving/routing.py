@@ -8,9 +8,13 @@ Explicit versions and labels always go where they ask.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from baton.errors import NotFound, Unavailable
-from baton.serving.handle import VersionHandle
-from baton.serving.serving_map import ModelRoute
+
+if TYPE_CHECKING:  # types only: routing itself stays pure
+    from baton.serving.handle import VersionHandle
+    from baton.serving.serving_map import ModelRoute
 
 __all__ = ["choose_handle"]
 

@@ -16,14 +16,18 @@ from baton.sources.base import ModelSpec
 class Harness:
     """A manager whose versions are FakeRuntimes configured per version number."""
 
-    def __init__(self, tmp_path: Path, memory: MemoryLimits | None = None):
+    def __init__(self, tmp_path: Path, memory: MemoryLimits | None = None, **manager):
         self.root = tmp_path
         self.events = EventBus()
         self.behaviour: dict[int, dict] = {}
         self.runtimes: dict[int, FakeRuntime] = {}
         self.now = 1000.0  # the manager's fake clock
         self.manager = Manager(
-            self.events, runtime_factory=self._factory, clock=lambda: self.now, memory=memory
+            self.events,
+            runtime_factory=self._factory,
+            clock=lambda: self.now,
+            memory=memory,
+            **manager,
         )
         self.settings = ModelSettings(drain_timeout=2.0)
         self.versions: dict[int, VersionFiles] = {}
@@ -48,11 +52,9 @@ class Harness:
         self.manager.publish("test", {"m": ModelSpec("m", self.settings, dict(self.versions))})
 
     async def settle(self):
-        actions = []
-        while (action := await self.manager.tick()) is not None:
-            actions.append(action)
-            assert len(actions) < 100, "manager does not converge"
-        await self.manager.wait_drained()
+        """Reconcile until nothing is left to do (loads and drains awaited); the actions."""
+        actions = await self.manager.idle()
+        assert len(actions) < 100, "manager does not converge"
         return actions
 
     def state(self, v):

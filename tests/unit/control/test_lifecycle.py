@@ -14,6 +14,11 @@ LEGAL = [
     (S.SERVING, S.DRAINING),
     (S.DRAINING, S.UNLOADED),
     (S.UNLOADED, S.DISCOVERED),
+    # a cancelled load ends UNLOADED once what it built is unloaded
+    (S.DISCOVERED, S.UNLOADED),
+    (S.VERIFYING, S.UNLOADED),
+    (S.LOADING, S.UNLOADED),
+    (S.WARMING, S.UNLOADED),
     (S.FAILED, S.DISCOVERED),
     *[(s, S.FAILED) for s in S if s not in (S.UNLOADED, S.FAILED)],
 ]
@@ -24,6 +29,7 @@ ILLEGAL = [
     (S.LOADING, S.SERVING),
     (S.WARMING, S.SERVING),
     (S.SERVING, S.UNLOADED),
+    (S.READY, S.UNLOADED),
     (S.SERVING, S.READY),
     (S.DRAINING, S.SERVING),
     (S.UNLOADED, S.SERVING),

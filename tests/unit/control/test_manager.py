@@ -208,8 +208,7 @@ async def test_retired_version_drains_before_unload(h):
     request = asyncio.create_task(h.infer())
     await asyncio.sleep(0.05)
     h.add(2)
-    while await h.manager.tick():
-        pass
+    await h.manager.idle(drains=False)
     assert h.state(1) is S.DRAINING and not h.runtimes[1].unloaded
     assert await request == (1, 1.0)  # finished on the version it started on
     await h.manager.wait_drained()
@@ -242,7 +241,8 @@ async def test_wait_until_and_settled(h):
         assert await h.manager.wait_until(
             lambda: "m" in h.manager.models() and h.manager.model("m").settled(), timeout=5
         )
-        assert h.state(1) is S.SERVING and h.manager.synced
+        assert h.state(1) is S.SERVING
+        assert await h.manager.wait_until(lambda: h.manager.synced, timeout=5)
     finally:
         await h.manager.stop()
     assert h.runtimes[1].unloaded
@@ -282,8 +282,7 @@ async def test_batching_never_mixes_versions_and_a_swap_loses_no_queued_request(
     await asyncio.sleep(0.05)
     assert old.inflight == 5
     h.add(2)
-    while await h.manager.tick():
-        pass
+    await h.manager.idle(drains=False)
     assert h.state(1) is S.DRAINING
     new = h.manager.serving_map.get("m").versions[2]
     fresh = [asyncio.create_task(request(new, i)) for i in range(3)]

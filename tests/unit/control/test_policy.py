@@ -2,6 +2,7 @@ import pytest
 
 from baton.control.lifecycle import VersionState as S
 from baton.control.policy import (
+    Cancel,
     Load,
     ModelView,
     Retire,
@@ -9,6 +10,7 @@ from baton.control.policy import (
     VersionView,
     next_action,
     select_aspired,
+    unusable_versions,
 )
 from baton.settings import VersionPolicy
 
@@ -42,13 +44,12 @@ def test_version_policy_rejects_two_choices():
         VersionPolicy(latest=1, all=True)
 
 
-def view(aspired, **versions):
-    """aspired: {version: fingerprint}; versions: v<N>=(state, fingerprint)."""
-    return ModelView(
-        "m",
-        aspired,
-        {int(k[1:]): VersionView(state, fp) for k, (state, fp) in versions.items()},
-    )
+def view(aspired, unload=False, **versions):
+    """aspired: {version: fingerprint}; versions: v<N>=(state, fingerprint[, flags])."""
+    known = {}
+    for k, (state, fp, *flags) in versions.items():
+        known[int(k[1:])] = VersionView(state, fp, "retry" in flags, "cancelling" in flags)
+    return ModelView("m", aspired, known, unload=unload)
 
 
 @pytest.mark.parametrize(
@@ -63,18 +64,27 @@ def view(aspired, **versions):
         (view({2: "b"}, v1=(S.SERVING, "a"), v2=(S.SERVING, "b")), Retire("m", 1)),
         # a failed new version leaves the old one serving, and is not retried unchanged
         (view({2: "b"}, v1=(S.SERVING, "a"), v2=(S.FAILED, "b")), None),
-        # ... but is retried once its files change
+        # ... but is retried once its files change, or an operator asks for it again
         (view({2: "b2"}, v1=(S.SERVING, "a"), v2=(S.FAILED, "b")), Load("m", 2)),
+        (view({2: "b"}, v1=(S.SERVING, "a"), v2=(S.FAILED, "b", "retry")), Load("m", 2)),
         # while a version loads, nothing else starts loading for that model
-        (view({3: "c"}, v1=(S.SERVING, "a"), v2=(S.LOADING, "b")), None),
+        (view({3: "c"}, v1=(S.SERVING, "a"), v3=(S.LOADING, "c")), None),
+        # a load nobody aspires to any more is cancelled (withdrawn, pinned elsewhere) ...
+        (view({3: "c"}, v1=(S.SERVING, "a"), v2=(S.LOADING, "b")), Cancel("m", 2)),
+        (view({1: "a"}, v1=(S.SERVING, "a"), v2=(S.DISCOVERED, "b")), Cancel("m", 2)),
+        # ... once; while it winds down, the aspired version may start loading
+        (view({3: "c"}, v1=(S.SERVING, "a"), v2=(S.WARMING, "b", "cancelling")), Load("m", 3)),
         # an unloaded version that is aspired again (rollback) is loaded again
         (view({1: "a"}, v1=(S.UNLOADED, "a"), v2=(S.SERVING, "b")), Load("m", 1)),
         # a draining version is not reloaded until it has unloaded
         (view({1: "a"}, v1=(S.DRAINING, "a"), v2=(S.SERVING, "b")), None),
-        # model removed from the source: retire everything
-        (view({}, v1=(S.SERVING, "a")), Retire("m", 1)),
+        # an operator unloaded the model (or removed it from the source): retire everything
+        (view({}, unload=True, v1=(S.SERVING, "a")), Retire("m", 1)),
+        (view({}, unload=True, v1=(S.READY, "a")), Retire("m", 1)),
+        (view({}, unload=True, v1=(S.UNLOADED, "a"), v2=(S.FAILED, "b")), None),
+        # nothing usable offered, no operator unload: the serving version keeps serving
+        (view({}, v1=(S.SERVING, "a")), None),
         (view({}, v1=(S.READY, "a")), Retire("m", 1)),
-        (view({}, v1=(S.UNLOADED, "a"), v2=(S.FAILED, "b")), None),
         # steady state
         (view({2: "b"}, v2=(S.SERVING, "b"), v1=(S.UNLOADED, "a")), None),
         # a loaded version nobody aspires to is retired once an aspired one serves
@@ -84,13 +94,37 @@ def view(aspired, **versions):
     ],
 )
 def test_next_action(model, expected):
-    assert next_action([model]) == expected
+    assert next_action(model) == expected
 
 
-def test_next_action_orders_loads_before_serves_before_retires_across_models():
-    a = ModelView("a", {1: "x"}, {1: VersionView(S.READY, "x")})
-    b = ModelView("b", {2: "y"}, {1: VersionView(S.SERVING, "w"), 2: VersionView(S.SERVING, "y")})
-    c = ModelView("c", {1: "z"}, {})
-    assert next_action([a, b, c]) == Load("c", 1)
-    assert next_action([a, b]) == Serve("a", 1)
-    assert next_action([b]) == Retire("b", 1)
+KNOWN = {
+    7: VersionView(S.FAILED, "g"),  # failed with the files offered now
+    6: VersionView(S.SERVING, "f"),
+    4: VersionView(S.FAILED, "old"),  # failed, but its files changed since
+    3: VersionView(S.FAILED, "c", retry=True),  # failed, and an operator asked again
+}
+OFFERED = {3: "c", 4: "d", 5: "e", 6: "f", 7: "g"}
+
+
+def test_unusable_versions_are_unchanged_failures_and_rejections():
+    assert unusable_versions(OFFERED, KNOWN) == {7}
+    assert unusable_versions(OFFERED, KNOWN, rejected={5, 9}) == {5, 7}
+
+
+@pytest.mark.parametrize(
+    ("policy", "kwargs", "expected"),
+    [
+        # a bad newest version: latest N falls back to the N newest that load
+        (VersionPolicy(), {"unusable": {7}}, [6]),
+        (VersionPolicy(latest=2), {"unusable": {7}}, [5, 6]),
+        (VersionPolicy(), {"unusable": {6, 7}}, [5]),
+        (VersionPolicy(all=True), {"unusable": {7}}, [3, 4, 5, 6]),
+        (VersionPolicy(specific=(6, 7)), {"unusable": {7}}, [6]),  # no fallback beyond the list
+        (VersionPolicy(), {"unusable": set(OFFERED)}, []),
+        # an operator's pin or label still names its version
+        (VersionPolicy(), {"unusable": {7}, "pinned": 7}, [7]),
+        (VersionPolicy(), {"unusable": {7}, "labelled": [7]}, [6, 7]),
+    ],
+)
+def test_select_aspired_falls_back_past_unusable_versions(policy, kwargs, expected):
+    assert list(select_aspired(OFFERED, policy, **kwargs)) == expected

@@ -1,132 +1,52 @@
-"""The rollout controller driving the manager, with a fake clock and in-process traffic."""
+"""The rollout controller, pure: a gate check or an operator action → the rollout's next state."""
 
-import time
-from dataclasses import replace
-
-import numpy as np
 import pytest
 
-from baton.api.dataplane import DataPlane, InferRequest
-from baton.errors import Conflict
-from baton.observe.audit import AuditLog
-from baton.observe.metrics import Metrics
-from baton.rollout.controller import RolloutController, resume_from_audit
-from baton.settings import GateSettings, RolloutSettings
-from tests.unit.control.harness import Harness
+from baton.rollout.controller import check, operate
+from baton.rollout.gates import GateConfig, WindowStats
+from baton.rollout.schedule import Rollout, RolloutPlan, RolloutStatus
 
-# In-process latencies are microseconds of noise: the latency gate is tested in test_rollout.py.
-SETTINGS = RolloutSettings(
-    mode="canary",
-    steps=(10, 50, 100),
-    interval=10,
-    gates=GateSettings(min_requests=20, max_p99_ratio=None),
+PLAN = RolloutPlan((10, 50, 100), interval=30)
+START = Rollout.start("m", 1, 2, PLAN, now=0.0)
+GATES = GateConfig(min_requests=10, max_p99_ratio=None, max_mean_shift=None,
+                   max_class_drift=None, min_shadow_agreement=None)  # fmt: skip
+
+
+def stats(requests, errors=0):
+    return WindowStats(requests=requests, errors=errors, p99=0.001)
+
+
+@pytest.mark.parametrize(
+    ("rollout", "stable", "candidate", "now", "status", "step", "judged"),
+    [
+        (START, stats(100), stats(100), 10.0, RolloutStatus.RUNNING, 0, True),  # too early
+        (START, stats(100), stats(100), 31.0, RolloutStatus.RUNNING, 1, True),  # next step
+        (START, stats(100), stats(5), 31.0, RolloutStatus.RUNNING, 0, True),  # too little data
+        (START, stats(100), stats(100, 50), 1.0, RolloutStatus.ROLLED_BACK, 0, True),
+        (START, None, stats(100), 31.0, RolloutStatus.RUNNING, 0, False),  # stable not serving
+        (START.pause(), stats(100), stats(100), 31.0, RolloutStatus.PAUSED, 0, False),
+    ],
 )
+def test_check(rollout, stable, candidate, now, status, step, judged):
+    result = check(rollout, stable, candidate, GATES, now)
+    assert (result.rollout.status, result.rollout.step) == (status, step)
+    assert (result.verdict is not None) == judged
 
 
-class Clock:
-    """Starts at the wall clock (the manager stamps rollout steps with it), then moves by hand."""
-
-    def __init__(self):
-        self.now = time.time()
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-async def setup(tmp_path):
-    h = Harness(tmp_path)
-    h.offer(rollout=SETTINGS)
-    h.add(1)
-    await h.settle()
-    clock = Clock()
-    return h, RolloutController(h.manager, clock=clock), clock, DataPlane(h.manager, Metrics())
+@pytest.mark.parametrize(
+    ("action", "status"),
+    [
+        ("pause", RolloutStatus.PAUSED),
+        ("promote", RolloutStatus.PROMOTED),
+        ("abort", RolloutStatus.ABORTED),
+        ("resume", RolloutStatus.RUNNING),  # resuming a running rollout changes nothing
+    ],
+)
+def test_operate(action, status):
+    assert operate(START, action, now=5.0).status is status
 
 
-async def traffic(plane, n, value=0.0):
-    x = np.full((1, 4), value, np.float32)
-    return [
-        (await plane.infer("m", None, InferRequest({"x": x}, {"x": "FP32"}))).model_version
-        for _ in range(n)
-    ]
-
-
-def statuses(h):
-    return [(e.state, e.data["weight"]) for e in h.events.recent() if e.kind == "rollout"]
-
-
-async def test_healthy_candidate_is_promoted_step_by_step(setup):
-    h, controller, clock, plane = setup
-    h.add(2, offset=1.0)  # a new version that answers like the stable one
-    await h.settle()
-    for _ in range(4):  # each step, 100 % included: enough traffic, then the interval passes
-        await traffic(plane, 300)
-        clock.now += 11
-        controller.step_all()
-        await h.settle()
-    assert statuses(h) == [("RUNNING", 0.1), ("RUNNING", 0.5), ("RUNNING", 1.0), ("PROMOTED", 1.0)]
-    assert h.default() == 2 and h.manager.model("m").rollout is None
-    last = [e for e in h.events.recent() if e.kind == "rollout"][-1]
-    assert last.data["verdict"]["failed"] is False  # the gate result travels with the step
-
-
-async def test_failing_candidate_is_rolled_back_within_one_step(setup):
-    h, controller, _, plane = setup
-    h.add(2, fail_predict=lambda x: bool((x > 100).any()))
-    await h.settle()
-    answers = await traffic(plane, 300, value=500.0)
-    assert set(answers) == {"1"}  # clients never saw the candidate's failures
-    controller.step_all()  # no need to wait for the interval: a failed gate acts at once
-    await h.settle()
-    last = [e for e in h.events.recent() if e.kind == "rollout"][-1]
-    assert last.state == "ROLLED_BACK" and "error rate" in last.reason
-    assert last.data["failed_gates"] == ["error_rate"]
-    assert h.default() == 1 and h.manager.model("m").versions[2].state.value == "UNLOADED"
-
-
-async def test_too_little_traffic_holds_the_step(setup):
-    h, controller, clock, plane = setup
-    h.add(2)
-    await h.settle()
-    await traffic(plane, 5)
-    clock.now += 60
-    controller.step_all()
-    assert h.manager.model("m").rollout.step == 0
-
-
-async def test_operator_actions(setup):
-    h, controller, clock, plane = setup
-    with pytest.raises(Conflict):
-        controller.act("m", "pause")
-    h.add(2)
-    await h.settle()
-    assert controller.act("m", "pause").status.value == "PAUSED"
-    await traffic(plane, 300)
-    clock.now += 60
-    controller.step_all()
-    assert h.manager.model("m").rollout.step == 0  # paused: no progress
-    controller.act("m", "resume")
-    controller.act("m", "abort")
-    await h.settle()
-    assert h.default() == 1 and h.manager.model("m").rollout is None
-
-
-async def test_resume_from_audit_log(tmp_path):
-    h = Harness(tmp_path)
-    log = AuditLog(tmp_path / "audit.jsonl")
-    h.events.subscribe(log.on_event)
-    h.offer(rollout=SETTINGS)
-    h.add(1)
-    await h.settle()
-    h.add(2)
-    await h.settle()
-    r = h.manager.model("m").rollout
-    h.manager.apply_rollout("m", replace(r, step=1))
-    log.close()
-    fresh = Harness(tmp_path)  # a "restarted" server over the same files and audit log
-    assert resume_from_audit(fresh.manager, tmp_path / "audit.jsonl") == ["m"]
-    fresh.versions = h.versions
-    fresh.offer()
-    await fresh.settle()
-    route = fresh.manager.serving_map.get("m")
-    assert route.canary is not None and route.canary.weight == 0.5 and route.default == 1
+def test_operate_resume_restarts_the_step_clock_and_refuses_unknown_actions():
+    assert operate(START.pause(), "resume", now=50.0).step_started == 50.0
+    with pytest.raises(ValueError, match="unknown rollout action"):
+        operate(START, "skip", now=0.0)

@@ -1,9 +1,15 @@
 """Baton's own admin API under ``/admin``: versions and their states, pins, rollback, labels,
-recent events, an immediate rescan, and an OpenAPI description of all of it at
-``/admin/openapi.json`` (built from the handlers' docstrings and the pydantic bodies)."""
+rollouts, recent events, the audit log, an immediate rescan, and an OpenAPI description of all
+of it at ``/admin/openapi.json`` (built from the handlers' docstrings and the pydantic bodies).
+
+Every action answers once it has taken effect (or failed, or ``?wait=`` seconds passed, default
+30): ``{"change": "<one line: what changed>", "model": <the model as it is now>, ...}`` with 200,
+or 202 when it is still under way. A refused action is a 4xx whose message says why.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 
 from pydantic import BaseModel, Field, ValidationError
@@ -13,16 +19,22 @@ from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 
 from baton import __version__
-from baton.api.context import context
+from baton.api.context import ApiContext, context
 from baton.api.http.rest import json_body, json_response
-from baton.control.lifecycle import VersionState
+from baton.control.lifecycle import AVAILABLE, VersionState
 from baton.control.records import ModelRecord
-from baton.control.rollouts import describe
-from baton.errors import InvalidRequest, NotFound, Unavailable
+from baton.control.rollouts import describe, rollout_windows
+from baton.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from baton.observe.audit import read_audit_log
+from baton.rollout.controller import ACTIONS
 from baton.rollout.schedule import RolloutPlan
+from baton.settings import parse_duration
 
 __all__ = ["model_view", "routes"]
+
+S = VersionState
+DEFAULT_WAIT = 30.0
+SETTLE_AFTER = 2.0  # after an action took effect, how long to wait for drains to finish
 
 
 class VersionBody(BaseModel):
@@ -38,42 +50,85 @@ def _version_body(doc: dict) -> int:
         raise InvalidRequest(f'body must be {{"version": <positive integer>}}: {exc}') from None
 
 
-def model_view(record: ModelRecord) -> dict:
+def model_view(m: ModelRecord) -> dict:
     """The admin API's JSON for one model."""
+    aspired, rejected = m.aspired(), m.rejected_now()
     versions = []
-    for v in sorted(set(record.versions) | set(record.available)):
-        r = record.versions.get(v)
+    for v in sorted(set(m.versions) | set(m.available)):
+        r = m.versions.get(v)
+        message = r.message if r else None
+        if v in rejected:
+            message = (
+                f"rolled back{f' ({m.last_rollout.reason})' if m.last_rollout else ''}; "
+                "skipped until pinned, rolled out again or republished"
+            )
         versions.append(
             {
                 "version": v,
-                "state": r.state.value if r and r.state else "AVAILABLE",
+                "state": r.state.value if r and r.state else AVAILABLE,
                 "reason": r.reason if r else None,
-                "message": r.message if r else None,
+                "message": message,
                 "inflight": r.handle.inflight if r and r.handle else 0,
                 "since": r.since if r else None,
                 "platform": r.platform if r else None,
-                "aspired": v in record.aspired(),
+                "aspired": v in aspired,
+                "rejected": v in rejected,
             }
         )
+    pending = m.pending_pin
     return {
-        "name": record.name,
-        "default_version": record.default_version(),
-        "pinned": record.pinned,
-        "labels": record.all_labels(),
-        "enabled": not record.disabled,
-        "version_policy": record.settings.version_policy.describe(),
-        "config_error": record.config_error,
+        "name": m.name,
+        "default_version": m.default_version(),
+        "pinned": m.pinned,
+        "pending_pin": pending.version if pending else None,
+        "labels": m.all_labels(),
+        "enabled": not m.disabled,
+        "version_policy": m.settings.version_policy.describe(),
+        "config_error": m.config_error,
         "versions": versions,
-        "pending_update": _pending_update(record),
+        "pending_update": _pending_update(m),
+        "rollout": m.rollout.status.value if m.rollout else None,
     }
 
 
-def _pending_update(record: ModelRecord) -> dict | None:
+def _pending_update(m: ModelRecord) -> dict | None:
     """The newer version the update rate limiter is holding back, and why."""
-    if record.updates.announced is None:
+    if m.updates.announced is None:
         return None
-    version, kind = record.updates.announced
+    version, kind = m.updates.announced
     return {"version": version, "waiting_for": kind}
+
+
+def _wait_seconds(request: Request) -> float:
+    raw = request.query_params.get("wait")
+    if raw is None:
+        return DEFAULT_WAIT
+    try:
+        seconds = parse_duration(raw)
+    except ValueError as exc:
+        raise InvalidRequest(f"wait: {exc}") from None
+    if not 0 <= seconds <= 3600:
+        raise InvalidRequest("wait must be between 0 and 3600 seconds")
+    return seconds
+
+
+async def _settle(ctx: ApiContext, m: ModelRecord, request: Request, done) -> bool:
+    """Wait (up to ``?wait=``) until ``done()``; then, briefly, until the model has settled
+    (retired versions unloaded), so the answer shows the model as it is after the action."""
+    took_effect = await ctx.manager.wait_until(done, _wait_seconds(request))
+    if took_effect:
+        await ctx.manager.wait_until(m.settled, SETTLE_AFTER)
+    return took_effect
+
+
+def _state_of(m: ModelRecord, version: int) -> str:
+    r = m.versions.get(version)
+    return r.state.value if r and r.state else AVAILABLE
+
+
+def _answer(change: str, m: ModelRecord, took_effect: bool = True, **extra) -> Response:
+    return json_response({"change": change, "model": model_view(m), **extra},
+                         200 if took_effect else 202)  # fmt: skip
 
 
 async def list_models(request: Request) -> Response:
@@ -96,54 +151,112 @@ async def get_model(request: Request) -> Response:
     return json_response(model_view(context(request).manager.model(request.path_params["model"])))
 
 
+async def _pin_like(request: Request, ctx: ApiContext, m: ModelRecord, version: int,
+                    action: str, was: int | None, **extra) -> Response:  # fmt: skip
+    """Wait for a pin or rollback to take effect or be refused, and answer."""
+    took_effect = await _settle(
+        ctx, m, request, lambda: m.pinned != version or m.default_version() == version
+    )
+    if m.pinned != version:  # refused: it failed to load, and the pin went back
+        r = m.versions.get(version)
+        detail = f"{r.reason}: {r.message}" if r and r.reason else "it did not load"
+        serving = m.default_version()
+        raise Conflict(
+            f"{action} of '{m.name}' to version {version} refused: it failed to load ({detail}); "
+            + (f"version {serving} keeps serving" if serving is not None else "nothing serves")
+        )
+    verb = "rolled back" if action == "rollback" else "pinned"
+    if took_effect:
+        change = (
+            f"{m.name}: {verb} to version {version}"
+            + (f" (was {was})" if was not in (None, version) else "")
+            + "; it serves every unversioned request until `baton unpin`"
+        )
+    else:
+        change = (f"{m.name}: {verb} to version {version}; not serving yet "
+                  f"({_state_of(m, version)}), see `baton models`")  # fmt: skip
+    return _answer(change, m, took_effect, **extra)
+
+
 async def pin(request: Request) -> Response:
     """
-    summary: Serve exactly this version (loading it if needed) until unpinned.
+    summary: Serve exactly this version (loading it if needed) until unpinned. Answers once it
+      serves (200), is refused because it failed to load (409), or `wait` ran out (202).
+    parameters:
+      - {name: wait, in: query, schema: {type: string, default: "30s"}}
     requestBody:
       content: {application/json: {schema: {$ref: "#/components/schemas/VersionBody"}}}
     responses:
-      200: {description: Model}
+      200: {description: "{change, model}"}
+      202: {description: "{change, model}: still loading"}
       404: {description: unknown model or version}
+      409: {description: the version failed to load; the pin was refused}
     """
-    manager, name = context(request).manager, request.path_params["model"]
-    manager.pin(name, _version_body(await json_body(request)))
-    return json_response(model_view(manager.model(name)))
+    ctx, name = context(request), request.path_params["model"]
+    version = _version_body(await json_body(request))
+    m = ctx.manager.model(name)
+    was = m.default_version()
+    ctx.manager.pin(name, version)
+    return await _pin_like(request, ctx, m, version, "pin", was)
 
 
 async def unpin(request: Request) -> Response:
     """
     summary: Remove the pin; the model's version policy decides again.
+    parameters:
+      - {name: wait, in: query, schema: {type: string, default: "30s"}}
     responses:
-      200: {description: Model}
+      200: {description: "{change, model}"}
     """
-    manager, name = context(request).manager, request.path_params["model"]
-    manager.unpin(name)
-    return json_response(model_view(manager.model(name)))
+    ctx, name = context(request), request.path_params["model"]
+    m = ctx.manager.model(name)
+    had = m.pinned
+    ctx.manager.unpin(name)
+    took_effect = await _settle(ctx, m, request, m.settled)
+    policy = m.settings.version_policy.describe()
+    serving = m.default_version()
+    before = f"unpinned version {had}" if had is not None else "was not pinned"
+    now = f"version {serving} serves" if serving is not None else "nothing serves"
+    change = f"{m.name}: {before}; the version policy ({policy}) decides: {now}"
+    return _answer(change, m, took_effect)
 
 
 async def rollback(request: Request) -> Response:
     """
-    summary: Pin the version that served before the current one.
+    summary: Pin the version that served before the current one (see pin for the answers).
+    parameters:
+      - {name: wait, in: query, schema: {type: string, default: "30s"}}
     responses:
-      200: {description: "{rolled_back_to, model}"}
-      409: {description: no earlier version}
+      200: {description: "{change, rolled_back_to, model}"}
+      409: {description: no earlier version, or it failed to load}
     """
-    manager, name = context(request).manager, request.path_params["model"]
-    target = manager.rollback(name)
-    return json_response({"rolled_back_to": target, "model": model_view(manager.model(name))})
+    ctx, name = context(request), request.path_params["model"]
+    m = ctx.manager.model(name)
+    was = m.default_version()
+    target = ctx.manager.rollback(name)
+    return await _pin_like(request, ctx, m, target, "rollback", was, rolled_back_to=target)
 
 
 async def set_label(request: Request) -> Response:
     """
     summary: Point a label (e.g. stable, canary) at a version; a labelled version stays loaded.
+    parameters:
+      - {name: wait, in: query, schema: {type: string, default: "30s"}}
     requestBody:
       content: {application/json: {schema: {$ref: "#/components/schemas/VersionBody"}}}
     responses:
-      200: {description: Model}
+      200: {description: "{change, model}"}
+      409: {description: not a valid label name}
     """
-    manager, p = context(request).manager, request.path_params
-    manager.set_label(p["model"], p["label"], _version_body(await json_body(request)))
-    return json_response(model_view(manager.model(p["model"])))
+    ctx, p = context(request), request.path_params
+    version = _version_body(await json_body(request))
+    ctx.manager.set_label(p["model"], p["label"], version)
+    m = ctx.manager.model(p["model"])
+    took_effect = await _settle(
+        ctx, m, request, lambda: _state_of(m, version) in (S.SERVING, S.FAILED)
+    )
+    change = f"{m.name}: label '{p['label']}' → version {version} ({_state_of(m, version)})"
+    return _answer(change, m, took_effect)
 
 
 async def events(request: Request) -> Response:
@@ -156,12 +269,15 @@ async def events(request: Request) -> Response:
       200: {description: "[Event]"}
     """
     q = request.query_params
-    try:
-        limit = int(q.get("limit", "100"))
-    except ValueError:
-        raise InvalidRequest("limit must be an integer") from None
-    recent = context(request).events.recent(limit, q.get("model"))
+    recent = context(request).events.recent(_limit(request), q.get("model"))
     return json_response([e.to_json() for e in recent])
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit", "100")
+    if not raw.isdigit():
+        raise InvalidRequest("limit must be a non-negative integer")
+    return int(raw)
 
 
 class RolloutBody(BaseModel):
@@ -172,15 +288,21 @@ class RolloutBody(BaseModel):
     interval: float | None = Field(default=None, ge=0, description="seconds per step")
 
 
-def rollout_view(ctx, name: str) -> dict:
-    m = ctx.manager.model(name)
+def rollout_view(m: ModelRecord) -> dict:
+    """A model's rollout: the running one (with live windows and the last gate verdict), and
+    the last finished one."""
+    last = m.last_rollout
+    view: dict = {
+        "model": m.name,
+        "rollout": None,
+        "last": describe(last, m.rollout_gates) | {"reason": last.reason} if last else None,
+    }
     r = m.rollout
     if r is None:
-        return {"model": name, "rollout": None}
-    stable, candidate = ctx.rollouts.windows(name)
-    verdict = ctx.rollouts.last_verdicts.get(name)
-    return {
-        "model": name,
+        return view
+    stable, candidate = rollout_windows(m)
+    verdict = m.last_verdict
+    return view | {
         "rollout": describe(r, m.rollout_gates) | {"reason": r.reason},
         "windows": {
             str(r.stable): asdict(stable) if stable else None,
@@ -200,6 +322,7 @@ async def start_rollout(request: Request) -> Response:
       200: {description: Rollout}
       404: {description: unknown model or version}
       409: {description: a rollout is already running, or the version already serves}
+      503: {description: the candidate failed to load}
     """
     ctx, name = context(request), request.path_params["model"]
     try:
@@ -216,18 +339,23 @@ async def start_rollout(request: Request) -> Response:
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
     ctx.manager.start_rollout(name, body.version, plan, cfg.gates.config())
-    candidate = lambda: m.versions.get(body.version)  # noqa: E731
-    await ctx.manager.wait_until(
-        lambda: (
-            m.rollout is not None
-            or (candidate() is not None and candidate().state is VersionState.FAILED)
-        ),
-        timeout=300,
+    started = await ctx.manager.wait_until(
+        lambda: m.rollout is not None or _state_of(m, body.version) == S.FAILED,
+        timeout=_wait_seconds(request) if "wait" in request.query_params else 300,
     )
-    record = candidate()
-    if m.rollout is None and record is not None and record.state is VersionState.FAILED:
-        raise Unavailable(f"version {body.version} failed to load: {record.message}")
-    return json_response(rollout_view(ctx, name))
+    if m.rollout is None and _state_of(m, body.version) == S.FAILED:
+        r = m.versions[body.version]
+        raise Unavailable(f"version {body.version} failed to load ({r.reason}): {r.message}")
+    view = rollout_view(m)
+    r = m.rollout
+    change = (
+        f"{name}: rollout v{r.stable} → v{r.candidate} {r.status.value.lower()}, "
+        f"step 1/{len(r.plan.steps)} at {r.weight * 100:g}%"
+        if r is not None
+        else f"{name}: rollout to version {body.version} requested; loading it first"
+    )
+    return json_response(view | {"change": change, "model_view": model_view(m)},
+                         200 if started else 202)  # fmt: skip
 
 
 async def get_rollout(request: Request) -> Response:
@@ -236,21 +364,40 @@ async def get_rollout(request: Request) -> Response:
     responses:
       200: {description: Rollout}
     """
-    return json_response(rollout_view(context(request), request.path_params["model"]))
+    return json_response(rollout_view(context(request).manager.model(request.path_params["model"])))
 
 
 async def rollout_action(request: Request) -> Response:
     """
-    summary: Pause, resume, promote (skip to 100 %) or abort (back to stable) a rollout.
+    summary: Pause, resume, promote (skip to 100 %) or abort (back to stable) a rollout;
+      answers once the versions it leaves have been retired.
+    parameters:
+      - {name: wait, in: query, schema: {type: string, default: "30s"}}
     responses:
-      200: {description: Rollout}
+      200: {description: "Rollout, with change and model_view"}
       409: {description: no rollout in progress}
     """
     ctx, p = context(request), request.path_params
-    if p["action"] not in ("pause", "resume", "promote", "abort"):
-        raise NotFound(f"unknown rollout action '{p['action']}'")
-    ctx.rollouts.act(p["model"], p["action"])
-    return json_response(rollout_view(ctx, p["model"]))
+    action = p["action"]
+    if action not in ACTIONS:
+        raise NotFound(f"unknown rollout action '{action}'; use one of {', '.join(ACTIONS)}")
+    m = ctx.manager.model(p["model"])
+    new = ctx.manager.rollout_action(p["model"], action)
+    took_effect = await _settle(ctx, m, request, m.settled)
+    stable, candidate = f"v{new.stable}", f"v{new.candidate}"
+    change = {
+        "pause": f"paused at step {new.step + 1}/{len(new.plan.steps)} "
+        f"({new.weight * 100:g}% to {candidate})",
+        "resume": f"resumed at step {new.step + 1}/{len(new.plan.steps)} "
+        f"({new.weight * 100:g}% to {candidate})",
+        "promote": f"promoted: {candidate} serves all traffic; {stable} retired",
+        "abort": f"aborted: {stable} serves all traffic; {candidate} retired and set aside "
+        f"(`baton pin {m.name} {new.candidate}` or `baton rollout start {m.name} "
+        f"--to {new.candidate}` brings it back)",
+    }[action]
+    return json_response(rollout_view(m) | {"change": f"{m.name}: rollout {stable} → "
+                                           f"{candidate} {change}", "model_view": model_view(m)},
+                         200 if took_effect else 202)  # fmt: skip
 
 
 async def audit(request: Request) -> Response:
@@ -265,11 +412,8 @@ async def audit(request: Request) -> Response:
     ctx = context(request)
     if ctx.audit_path is None:
         raise NotFound("this server keeps no audit log")
-    try:
-        limit = int(request.query_params.get("limit", "100"))
-    except ValueError:
-        raise InvalidRequest("limit must be an integer") from None
-    entries, torn = read_audit_log(ctx.audit_path, limit)
+    limit = _limit(request)
+    entries, torn = await asyncio.to_thread(read_audit_log, ctx.audit_path, limit)
     return json_response({"entries": entries, "torn_lines": torn, "path": str(ctx.audit_path)})
 
 

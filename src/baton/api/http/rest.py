@@ -78,8 +78,7 @@ async def model_ready(request: Request) -> Response:
     ctx.manager.model(p["model"])  # 404 for an unknown model
     if ctx.dataplane.model_ready(p["model"], p.get("version")):
         return json_response({"name": p["model"], "ready": True})
-    what = f"version {p['version']}" if p.get("version") else "no version"
-    return json_response({"error": f"model '{p['model']}' {what} is not ready"}, 400)
+    return json_response({"error": ctx.dataplane.why_not_ready(p["model"], p.get("version"))}, 400)
 
 
 async def repository_index(request: Request) -> Response:

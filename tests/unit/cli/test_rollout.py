@@ -1,6 +1,6 @@
 """What `baton rollout` prints for the admin API's rollout view."""
 
-from baton.cli import format_rollout
+from baton.cli.rollout import format_rollout
 
 ROLLOUT = {
     "status": "RUNNING",

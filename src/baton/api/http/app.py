@@ -1,0 +1,54 @@
+"""The HTTP application: v2 REST and admin routes under Starlette, the infer fast path in front.
+
+Errors become ``{"error": "..."}`` with the status their class carries; anything unexpected is
+logged with its traceback and answered 500 without internals.
+
+    app = build_app(context, lifespan)   # an ASGI app for uvicorn
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from baton.api.context import ApiContext
+from baton.api.http import admin, rest
+from baton.api.http.fast_infer import FastInferPath
+from baton.errors import BatonError
+
+__all__ = ["build_app"]
+
+log = logging.getLogger("baton.api")
+
+
+def build_app(ctx: ApiContext, lifespan: Callable) -> FastInferPath:
+    async def baton_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BatonError)
+        ctx.metrics.rejected.labels(request.path_params.get("model", ""),
+                                    str(exc.http_status)).inc()  # fmt: skip
+        return rest.json_response({"error": str(exc)}, exc.http_status)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return rest.json_response({"error": exc.detail}, exc.status_code)
+
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return rest.json_response({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+
+    app = Starlette(
+        routes=[*rest.routes, *admin.routes],
+        exception_handlers={
+            BatonError: baton_error,
+            HTTPException: http_error,
+            Exception: unexpected_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.baton = ctx
+    return FastInferPath(app, ctx)

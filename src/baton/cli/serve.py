@@ -1,0 +1,112 @@
+"""``baton serve``: run a server on a model repository until SIGTERM or Ctrl-C.
+
+Flags override ``BATON_*`` environment variables, which override defaults (see
+:class:`baton.settings.ServerSettings`). A setting that is invalid, a port in use or an audit
+log another server writes ends the command with one line saying what to change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from baton.cli.common import CliError, duration
+
+__all__ = ["add_commands", "run"]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def add_commands(sub) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="serve a model repository",
+        description="Serve a model repository over HTTP and gRPC (Open Inference Protocol). "
+        "Flags override BATON_* environment variables.",
+    )
+    serve.add_argument("--repository", type=Path, metavar="DIR",
+                       help="model repository to serve ($BATON_REPOSITORY)")  # fmt: skip
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--http-port", type=int, metavar="PORT", help="HTTP port (default 8000)")
+    serve.add_argument("--grpc-port", type=int, metavar="PORT",
+                       help="gRPC port (default 8001); 0 turns gRPC off")  # fmt: skip
+    serve.add_argument("--poll-interval", type=duration, metavar="DURATION",
+                       help="time between repository polls, e.g. 1s (default 1s)")  # fmt: skip
+    serve.add_argument("--max-concurrent-loads", type=int, metavar="N",
+                       help="versions loading at once, across all models (default 2)")  # fmt: skip
+    serve.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
+    serve.add_argument(
+        "--trusted-key", type=Path, action="append", default=[], metavar="PUBFILE",
+        help="accept signatures by this public key (repeatable, for key rotation)",
+    )  # fmt: skip
+    serve.add_argument("--require-signature", action="store_true",
+                       help="load only versions signed by a trusted key")  # fmt: skip
+    serve.add_argument("--require-manifest", action="store_true",
+                       help="load only versions with a baton-manifest.json")  # fmt: skip
+
+
+def _settings(args: argparse.Namespace):
+    from baton.settings import ServerSettings
+
+    overrides = {
+        k: v
+        for k, v in {
+            "repository": args.repository,
+            "host": args.host,
+            "http_port": args.http_port,
+            "grpc_port": args.grpc_port,
+            "poll_interval": args.poll_interval,
+            "max_concurrent_loads": args.max_concurrent_loads,
+            "log_level": args.log_level,
+            "trusted_keys": tuple(args.trusted_key) or None,
+            "require_signature": args.require_signature or None,
+            "require_manifest": args.require_manifest or None,
+        }.items()
+        if v is not None
+    }
+    try:
+        settings = ServerSettings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise CliError(f"serve: invalid setting ({problems})", code=2) from None
+    if settings.repository is None:
+        raise CliError("serve: give --repository DIR (or set BATON_REPOSITORY)", code=2)
+    if not settings.repository.is_dir():
+        raise CliError(f"serve: the model repository {settings.repository} is not a directory",
+                       code=2)  # fmt: skip
+    return settings
+
+
+def run(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    from baton.errors import ConfigurationError
+    from baton.server import BatonServer
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # uvicorn re-raises the signal that stopped it once shutdown is complete; by then everything
+    # has drained and unloaded, so make that final signal a no-op and exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(BatonServer(settings).serve())
+    except ConfigurationError as exc:
+        raise CliError(f"serve: {exc}") from None
+
+
+def _loop_factory():
+    """uvloop when installed (it is, with uvicorn[standard]): faster sockets and thread wake-ups."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
