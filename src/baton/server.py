@@ -47,7 +47,7 @@ from baton.settings import ServerSettings
 from baton.sources.base import Source
 from baton.sources.filesystem import FilesystemSource
 
-__all__ = ["BatonServer", "bind_http_socket"]
+__all__ = ["BatonServer", "bind_socket"]
 
 log = logging.getLogger("baton")
 
@@ -63,8 +63,10 @@ def _runtime_factory(settings: ServerSettings) -> RuntimeFactory | None:
     return lambda files, model_settings: runtime_for(files.path, model_settings, cache)
 
 
-def bind_http_socket(host: str, port: int) -> socket.socket:
-    """A listening-ready TCP socket on ``host:port``; :class:`ConfigurationError` if taken."""
+def bind_socket(host: str, port: int, what: str = "HTTP port", flag: str = "--http-port"
+                ) -> socket.socket:  # fmt: skip
+    """A TCP socket bound to ``host:port``; :class:`ConfigurationError` naming ``flag`` if the
+    port is taken (or the address cannot be used)."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
@@ -76,8 +78,8 @@ def bind_http_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise ConfigurationError(
-            f"HTTP port {port} on {host} is not available ({exc.strerror or exc}); "
-            "choose another with --http-port"
+            f"{what} {port} on {host} is not available ({exc.strerror or exc}); "
+            f"choose another with {flag}"
         ) from None
     sock.set_inheritable(True)
     return sock
@@ -173,12 +175,13 @@ class BatonServer:
         if not self.settings.grpc_port:
             return
         host, port = self.settings.host, self.settings.grpc_port
+        flag = "--grpc-port (0 turns gRPC off)"
+        bind_socket(host, port, "gRPC port", flag).close()  # a clear error before gRPC's own
         try:
             self._grpc = await start_grpc_server(self.context, host, port)
         except RuntimeError as exc:
             raise ConfigurationError(
-                f"gRPC port {port} on {host} is not available ({exc}); choose another with "
-                "--grpc-port (0 turns gRPC off)"
+                f"gRPC port {port} on {host} is not available ({exc}); choose another with {flag}"
             ) from None
         log.info("gRPC serving on %s:%d", host, port)
 
@@ -218,7 +221,7 @@ class BatonServer:
     async def serve(self) -> None:
         """Bind HTTP and gRPC, then serve until SIGTERM/SIGINT and shut down gracefully.
         Raises :class:`ConfigurationError` (before anything has started) if a port is taken."""
-        sock = bind_http_socket(self.settings.host, self.settings.http_port)
+        sock = bind_socket(self.settings.host, self.settings.http_port)
         try:
             await self.start_grpc()
         except ConfigurationError:

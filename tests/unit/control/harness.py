@@ -1,4 +1,9 @@
-"""A manager whose versions are FakeRuntimes behind real version directories, for unit tests."""
+"""Managers whose versions are FakeRuntimes behind real version directories, for unit tests.
+
+Model ``m`` is the default; other models are named per call. Each version's FakeRuntime is
+configured by keyword when it is added (``h.add(2, fail_load="corrupt")``); every runtime the
+manager builds is kept, so a test can check that what a cancelled load built was unloaded.
+"""
 
 from pathlib import Path
 
@@ -14,13 +19,13 @@ from baton.sources.base import ModelSpec
 
 
 class Harness:
-    """A manager whose versions are FakeRuntimes configured per version number."""
+    """A manager with a fake clock (``h.now``) over FakeRuntime versions."""
 
     def __init__(self, tmp_path: Path, memory: MemoryLimits | None = None, **manager):
         self.root = tmp_path
         self.events = EventBus()
-        self.behaviour: dict[int, dict] = {}
-        self.runtimes: dict[int, FakeRuntime] = {}
+        self.behaviour: dict[tuple[str, int], dict] = {}
+        self.built: list[tuple[str, int, FakeRuntime]] = []  # every runtime, in build order
         self.now = 1000.0  # the manager's fake clock
         self.manager = Manager(
             self.events,
@@ -29,27 +34,62 @@ class Harness:
             memory=memory,
             **manager,
         )
-        self.settings = ModelSettings(drain_timeout=2.0)
-        self.versions: dict[int, VersionFiles] = {}
+        self.catalog: dict[str, dict[int, VersionFiles]] = {"m": {}}
+        self.model_settings: dict[str, ModelSettings] = {"m": ModelSettings(drain_timeout=2.0)}
+
+    # model "m", as most tests use it
+    @property
+    def versions(self) -> dict[int, VersionFiles]:
+        return self.catalog["m"]
+
+    @versions.setter
+    def versions(self, value: dict[int, VersionFiles]) -> None:
+        self.catalog["m"] = value
+
+    @property
+    def settings(self) -> ModelSettings:
+        return self.model_settings["m"]
+
+    @property
+    def runtimes(self) -> dict[int, FakeRuntime]:
+        """The latest runtime built for each version of ``m``."""
+        return {v: rt for model, v, rt in self.built if model == "m"}
+
+    def runtimes_of(self, model: str) -> list[FakeRuntime]:
+        return [rt for name, _, rt in self.built if name == model]
 
     def _factory(self, files, settings):
-        v = int(files.path.name)
-        rt = FakeRuntime(**({"offset": float(v)} | self.behaviour.get(v, {})))
-        self.runtimes[v] = rt
+        model, v = files.path.parent.name, int(files.path.name)
+        rt = FakeRuntime(**({"offset": float(v)} | self.behaviour.get((model, v), {})))
+        self.built.append((model, v, rt))
         return rt
 
-    def add(self, v: int, **behaviour):
-        d = self.root / "m" / str(v)
+    def add(self, v: int, model: str = "m", **behaviour):
+        d = self.root / model / str(v)
         d.mkdir(parents=True, exist_ok=True)
-        (d / "weights").write_text(f"version {v}")
-        self.behaviour[v] = behaviour
-        self.versions[v] = VersionFiles(d, fingerprint(d))
-        self.offer()
+        (d / "weights").write_text(f"{model} version {v}")
+        self.behaviour[(model, v)] = behaviour
+        self.catalog.setdefault(model, {})[v] = VersionFiles(d, fingerprint(d))
+        self.model_settings.setdefault(model, ModelSettings(drain_timeout=2.0))
+        self.offer_all()
 
-    def offer(self, **settings):
+    def withdraw(self, v: int, model: str = "m"):
+        del self.catalog[model][v]
+        self.offer_all()
+
+    def offer(self, model: str = "m", **settings):
         if settings:
-            self.settings = self.settings.model_copy(update=settings)
-        self.manager.publish("test", {"m": ModelSpec("m", self.settings, dict(self.versions))})
+            self.model_settings[model] = self.model_settings[model].model_copy(update=settings)
+        self.offer_all()
+
+    def offer_all(self):
+        self.manager.publish(
+            "test",
+            {
+                name: ModelSpec(name, self.model_settings[name], dict(versions))
+                for name, versions in self.catalog.items()
+            },
+        )
 
     async def settle(self):
         """Reconcile until nothing is left to do (loads and drains awaited); the actions."""
@@ -57,14 +97,14 @@ class Harness:
         assert len(actions) < 100, "manager does not converge"
         return actions
 
-    def state(self, v):
-        return self.manager.model("m").versions[v].state
+    def state(self, v, model: str = "m"):
+        return self.manager.model(model).versions[v].state
 
-    def default(self):
-        return self.manager.serving_map.get("m").default
+    def default(self, model: str = "m"):
+        return self.manager.serving_map.get(model).default
 
-    async def infer(self):
-        route = self.manager.serving_map.get("m")
+    async def infer(self, model: str = "m"):
+        route = self.manager.serving_map.get(model)
         handle = route.versions[route.default]
         with handle.lease():
             out = await handle.predict({"x": np.zeros((1, 4), np.float32)})
