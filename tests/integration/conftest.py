@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -42,3 +45,24 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def baton_cli(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    """Run the ``baton`` command line (as ``python -m baton.cli``) and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "baton.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The single stderr line of a command that failed as a user should see it: non-zero exit,
+    one line, no traceback. Returns the line."""
+    assert result.returncode != 0, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from baton.control.lifecycle import VersionState
+from baton.control.lifecycle import AVAILABLE, VersionState
 from baton.control.manager import Manager
 from baton.errors import NotFound, Unavailable
 from baton.sources.base import Source
@@ -39,12 +39,13 @@ class Repository:
         await asyncio.gather(*(s.refresh() for s in self._sources))
 
     def index(self, ready_only: bool = False) -> list[IndexEntry]:
-        """Every known version of every model (``UNAVAILABLE`` = offered but never loaded)."""
+        """Every known version of every model (``AVAILABLE`` = offered but never loaded, as in
+        the admin API)."""
         rows = []
         for name, record in sorted(self._manager.models().items()):
             for v in sorted(set(record.available) | set(record.versions)):
                 r = record.versions.get(v)
-                state = r.state.value if r and r.state else "UNAVAILABLE"
+                state = r.state.value if r and r.state else AVAILABLE
                 if ready_only and state != VersionState.SERVING:
                     continue
                 rows.append(IndexEntry(name, str(v), state, (r.message if r else None) or ""))

@@ -56,3 +56,30 @@ def test_failed_loads_are_counted_by_reason():
     text = metrics.render().decode()
     assert 'baton_failed_loads_total{model="m",reason="load_error"} 2.0' in text
     assert 'baton_failed_loads_total{model="m",reason="incompatible_signature"} 1.0' in text
+
+
+def test_operator_rollbacks_and_aborted_rollouts_are_counted():
+    bus, metrics = EventBus(), Metrics()
+    bus.subscribe(metrics.on_event)
+    bus.publish("rollback", "m", version=1, reason="operator", data={"from": 2})
+    rollout = {"stable": 1, "candidate": 2, "weight": 0.0, "failed_gates": []}
+    bus.publish("rollout", "m", version=2, state="ABORTED", data=rollout)
+    bus.publish("rollout", "m", version=2, state="ROLLED_BACK",
+                data=rollout | {"failed_gates": ["error_rate"]})  # fmt: skip
+    text = metrics.render().decode()
+    assert 'baton_rollbacks_total{model="m",reason="operator"} 2.0' in text
+    assert 'baton_rollbacks_total{model="m",reason="error_rate"} 1.0' in text
+
+
+def test_a_version_state_series_exists_only_for_states_it_has_been_in():
+    bus, metrics = EventBus(), Metrics()
+    bus.subscribe(metrics.on_event)
+    for state in ("DISCOVERED", "VERIFYING", "FAILED"):
+        bus.publish("state", "m", version=1, state=state)
+    states = {
+        s.labels["state"]: s.value
+        for family in text_string_to_metric_families(metrics.render().decode())
+        for s in family.samples
+        if s.name == "baton_version_state"
+    }
+    assert states == {"DISCOVERED": 0.0, "VERIFYING": 0.0, "FAILED": 1.0}
