@@ -145,13 +145,13 @@ class Manager:
         m.pending_pin = None if serving else PendingPin(version, previous, action)
         self.events.publish("pin", name, version=version, state="pinned",
                             data={"previous": previous, "action": action})  # fmt: skip
-        self._mark(name)
+        self._operator(m)
 
     def unpin(self, name: str) -> None:
         m = self.model(name)
         m.pinned, m.pending_pin = None, None
         self.events.publish("unpin", name)
-        self._mark(name)
+        self._operator(m)
 
     def rollback(self, name: str) -> int:
         """Pin the version that was the default before the current one; returns it."""
@@ -170,14 +170,14 @@ class Manager:
         want(m, version)
         m.labels[label] = version
         self.events.publish("label", name, version=version, data={"label": label})
-        self._mark(name)
+        self._operator(m)
 
     def set_enabled(self, name: str, enabled: bool) -> None:
         """Admin load/unload of a whole model (the repository extension)."""
         m = self.model(name)
         m.disabled = not enabled
         self.events.publish("enable" if enabled else "disable", name)
-        self._mark(name)
+        self._operator(m)
 
     def start_rollout(
         self, name: str, candidate: int, plan: RolloutPlan | None = None,
@@ -189,7 +189,7 @@ class Manager:
         want(m, candidate)
         if candidate in m.serving():
             self._start_rollout_on_serve(m, candidate, m.default_version())
-        self._mark(name)
+        self._operator(m)
 
     def rollout_action(self, name: str, action: str) -> Rollout:
         """An operator's ``pause``, ``resume``, ``promote`` or ``abort`` of the running rollout."""
@@ -198,6 +198,7 @@ class Manager:
             raise Conflict(f"model '{name}' has no rollout in progress")
         new = controller.operate(m.rollout, action, self._clock())
         self._apply_rollout(m, new, operator=action)
+        self._operator(m)
         return new
 
     def apply_rollout(self, name: str, rollout: Rollout, **data) -> None:
@@ -230,9 +231,12 @@ class Manager:
                 continue
             self._limit_updates(m, now)
             self._check_rollout(m, now)
+            self._announce_swap(m)  # a pin, unpin or label may have moved the default
             action = policy.next_action(m.view())
             if action is None:
                 self._dirty.discard(name)
+                if not m.loading():
+                    m.operator_asked = False  # settled: what an operator asked for is done
                 continue
             self._perform(m, action)
             break
@@ -310,6 +314,11 @@ class Manager:
         self._unloader.shutdown(wait=True)
 
     # ---- scheduling ---------------------------------------------------------------------
+    def _operator(self, m: ModelRecord) -> None:
+        """An operator acted on ``m``: loads it needs until it settles go first."""
+        m.operator_asked = True
+        self._mark(m.name)
+
     def _mark(self, name: str) -> None:
         """``name`` has something to reconcile, and may route differently: on the next tick."""
         self._dirty.add(name)
@@ -442,7 +451,7 @@ class Manager:
             r = m.versions[version] = VersionRecord(version, files)
         r.files, r.retry, r.cancelling, r.estimate = files, False, False, 0
         self._set_state(m, r, S.DISCOVERED, path=str(files.path))
-        urgent = version in m.held() or version == m.pinned  # an operator asked for it
+        urgent = m.operator_asked or version == m.pinned
         key = (m.name, version)
         task = asyncio.get_running_loop().create_task(
             self._load(m, r, urgent), name=f"load {m.name} v{version}"
@@ -548,7 +557,7 @@ class Manager:
         if started is not None:
             self._publish_rollout(m, m.rollout)
         sync_windows(m)
-        self._announce_swap(m, before)
+        self._announce_swap(m)
 
     def _start_rollout_on_serve(self, m: ModelRecord, candidate: int, before: int | None) -> None:
         started = rollout_on_serve(m, candidate, before, self._clock())
@@ -560,10 +569,9 @@ class Manager:
             self._publish_rollout(m, m.rollout)
 
     def _retire(self, m: ModelRecord, version: int) -> None:
-        before = m.default_version()
         r = m.versions[version]
         self._set_state(m, r, S.DRAINING)
-        self._announce_swap(m, before)
+        self._announce_swap(m)
         task = asyncio.get_running_loop().create_task(self._drain(m, r))
         drains = self._drains.setdefault(m.name, set())
         drains.add(task)
@@ -580,12 +588,16 @@ class Manager:
                         drain_seconds=drained.seconds, forced=drained.forced)  # fmt: skip
         self._forget_if_gone(m)
 
-    def _announce_swap(self, m: ModelRecord, before: int | None) -> None:
-        after = m.default_version()
+    def _announce_swap(self, m: ModelRecord) -> None:
+        """A ``swap`` event when the model's default version differs from the one last
+        announced (whatever changed it: a serve, a retirement, a pin, a rollout step)."""
+        after, before = m.default_version(), m.announced
         if after != before:
+            m.announced = after
             if after is not None:
                 m.history = [*m.history[-(HISTORY - 1) :], after]
             m.updates = m.updates.swapped(self._clock())
+            self._publish_map(force=True)  # routable before it is announced
             self.events.publish("swap", m.name, version=after, data={"from": before})
 
     # ---- rollouts -----------------------------------------------------------------------
@@ -612,7 +624,6 @@ class Manager:
 
     def _apply_rollout(self, m: ModelRecord, rollout: Rollout, **data) -> None:
         """The one path every rollout change takes (gate checks, operators, restored state)."""
-        before = m.default_version()
         old = m.rollout
         new_step = old is None or rollout.step != old.step or rollout.status != old.status
         if rollout.finished:
@@ -624,7 +635,7 @@ class Manager:
         sync_windows(m, reset=new_step)
         self._publish_map(force=True)
         self._publish_rollout(m, rollout, **data)
-        self._announce_swap(m, before)
+        self._announce_swap(m)
         self._mark(m.name)
         self._notify()
 

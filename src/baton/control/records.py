@@ -88,6 +88,7 @@ class ModelRecord:
     offered: bool = True
     config_error: str | None = None
     history: list[int] = field(default_factory=list)  # default versions, oldest first
+    announced: int | None = None  # the default version the last ``swap`` event named
     rollout: Rollout | None = None  # running or paused; cleared when it finishes
     rollout_gates: GateConfig = field(default_factory=GateConfig)
     rollout_request: RolloutRequest | None = None
@@ -96,6 +97,7 @@ class ModelRecord:
     last_verdict: GateVerdict | None = None  # the rollout gates' most recent verdict
     rejected: dict[int, str] = field(default_factory=dict)  # rolled-back version → fingerprint
     updates: UpdateGate = field(default_factory=UpdateGate)  # the update rate limiter's state
+    operator_asked: bool = False  # an operator acted and the model has not settled since
 
     def all_labels(self) -> dict[str, int]:
         return {**self.settings.labels, **self.labels}
