@@ -1,22 +1,19 @@
 """The reconcile loop: from what sources offer (and operators ask) to what the serving map routes.
 
 One :class:`Manager` per server. Inputs — a source's full offer (:meth:`Manager.publish`), an
-operator's pin, rollback, label, unload or rollout action, a load or drain that ended, a timer
-of the rate limiter or of a running rollout — only change records and mark the model dirty.
-Each :meth:`Manager.tick` then takes one dirty model, asks :func:`baton.control.policy.next_action`
-for its next step and performs it. **No step waits**: a load (verify → load → contract check →
-warm-up → golden set → READY) runs as the model's own task, bounded across models by
-:class:`~baton.control.loads.LoadSlots` (``max_concurrent_loads``); a retired version drains and
-unloads in a task of its own. So a slow load of model A never delays a pin, rollback, abort or
-serve of model B, and a load nobody wants any more is cancelled (it unloads what it built).
+operator's intent (pin, rollback, label, unload, rollout), a load or drain that ended, a timer —
+only change records and put the model on the work queue (:mod:`baton.control.queue`). Each
+:meth:`Manager.tick` takes the next model off it, asks :func:`baton.control.policy.next_action`
+for its next step and performs it. **No step waits**: a load runs as a task of its own, bounded
+across models by :class:`~baton.control.loads.LoadSlots` (``max_concurrent_loads``, an
+operator's loads first), and a retired version drains in a task of its own. So a slow load of
+model A never delays a pin, rollback, abort or serve of model B, and a load nobody wants any
+more is cancelled (it unloads what it built). A running rollout's gates are checked on the
+manager's clock, every ``rollout_period`` seconds while it runs; nothing polls.
 
-Every state change goes through :meth:`Manager._set_state` (legal transitions only, one event
-each, race-free order: SERVING after the version is routable, DRAINING before it stops being);
-every rollout change through :meth:`Manager._apply_rollout`; the serving map is built by one
-function (:func:`baton.control.routes.serving_map_of`). A running rollout's gates are checked on
-the manager's clock (every ``rollout_period`` seconds, only while it runs); nothing polls.
-
-Tests step it deterministically, with a fake clock if they like::
+State changes, serving-map updates and ``swap`` events all go through
+:class:`~baton.control.transitions.Transitions` (race-free order); rollout changes through
+:meth:`Manager._apply_rollout`. Tests step it deterministically, with a fake clock if they like::
 
     manager.publish("test", {"m": spec})
     actions = await manager.idle()   # tick until nothing is left to do, awaiting loads/drains
@@ -27,7 +24,6 @@ The request path never calls the manager: it reads :attr:`Manager.serving_map`.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -37,26 +33,30 @@ from baton.artifacts.files import VersionFiles, directory_bytes
 from baton.artifacts.verify import verify_version
 from baton.control import policy
 from baton.control.drain import drain_and_unload
-from baton.control.lifecycle import VersionState, check_transition
+from baton.control.failures import consequences
+from baton.control.lifecycle import VersionState
 from baton.control.loads import LoadSlots, plan_load
+from baton.control.offers import apply_offers, forget_if_gone
 from baton.control.operator import cancel_reason, require_version, rollback_target, want
+from baton.control.queue import ReconcileQueue
+from baton.control.rate_limits import limit_updates
 from baton.control.records import ModelRecord, PendingPin, RolloutRequest, VersionRecord
 from baton.control.rollouts import (
+    check_when_due,
     describe,
     finish,
     request_rollout,
     rollout_on_serve,
-    rollout_windows,
     sync_windows,
 )
-from baton.control.routes import serving_map_of
+from baton.control.transitions import Transitions
 from baton.errors import Conflict, NotFound, VersionFailed
 from baton.loading.loader import Loader, RuntimeFactory
 from baton.loading.preflight import MemoryLimits, MemoryPlan
 from baton.observe.events import EventBus
 from baton.rollout import controller
 from baton.rollout.gates import GateConfig
-from baton.rollout.ratelimit import LoadMeter, limit_update
+from baton.rollout.ratelimit import LoadMeter
 from baton.rollout.schedule import Rollout, RolloutPlan, RolloutStatus
 from baton.serving.serving_map import ServingMap
 from baton.settings import ModelSettings
@@ -65,7 +65,6 @@ from baton.sources.base import ModelSpec
 __all__ = ["Manager"]
 
 S = VersionState
-HISTORY = 100  # default versions remembered per model, for rollback
 
 
 class Manager:
@@ -83,20 +82,15 @@ class Manager:
         rollout_period: float = 1.0,
     ) -> None:
         self.events = events
-        self.serving_map: ServingMap = ServingMap.empty()
         self._clock = clock
         self._memory = memory or MemoryLimits()
         self._rollout_period = rollout_period
         self._models: dict[str, ModelRecord] = {}
         self._offers: dict[str, Mapping[str, ModelSpec]] = {}
         self._offers_changed = False
-        self._dirty: set[str] = set()  # models to reconcile
-        self._due: list[tuple[float, str]] = []  # heap of (manager-clock time, model)
-        self._due_at: dict[str, float] = {}  # the earliest time each model is due
-        self._timer: asyncio.TimerHandle | None = None
-        self._map_stale = True
+        self._queue = ReconcileQueue(clock)
+        self._t = Transitions(self._models, events, clock, self._changed_model)
         self._stopping = False
-        self._wake = asyncio.Event()
         self._changed = asyncio.Event()
         self._synced = asyncio.Event()
         self._restored: dict[str, RolloutRequest] = {}
@@ -120,7 +114,7 @@ class Manager:
         """Take a source's complete offer; applied on the next tick."""
         self._offers[source] = dict(specs)
         self._offers_changed = True
-        self._wake.set()
+        self._queue.wake.set()
 
     def models(self) -> dict[str, ModelRecord]:
         return dict(self._models)
@@ -187,8 +181,10 @@ class Manager:
         m = self.model(name)
         m.rollout_request = request_rollout(m, candidate, plan, gates)
         want(m, candidate)
-        if candidate in m.serving():
-            self._start_rollout_on_serve(m, candidate, m.default_version())
+        if candidate in m.serving() and self._rollout_starts(m, candidate):
+            sync_windows(m)
+            self._t.publish_map(force=True)
+            self._publish_rollout(m, m.rollout)
         self._operator(m)
 
     def rollout_action(self, name: str, action: str) -> Rollout:
@@ -216,32 +212,31 @@ class Manager:
         """Apply pending offers, then perform the next action of one dirty model (none of
         which waits); returns it, or ``None`` when no model has anything to do."""
         if self._offers_changed:
-            self._apply_offers()
+            self._offers_changed = False
+            changed = apply_offers(self._models, self._offers.values(), self._restored,
+                                   self.events.publish)  # fmt: skip
+            for name in changed:
+                self._mark(name)
         now = self._clock()
-        while self._due and self._due[0][0] <= now:
-            at, name = heapq.heappop(self._due)
-            if self._due_at.get(name) == at:
-                del self._due_at[name]
-                self._dirty.add(name)
         action = None
-        while self._dirty:
-            m = self._models.get(name := min(self._dirty))
+        while (name := self._queue.next()) is not None:
+            m = self._models.get(name)
             if m is None:
-                self._dirty.discard(name)
+                self._queue.done(name)
                 continue
             self._limit_updates(m, now)
             self._check_rollout(m, now)
-            self._announce_swap(m)  # a pin, unpin or label may have moved the default
+            self._t.announce_swap(m)  # a pin, unpin or label may have moved the default
             action = policy.next_action(m.view())
             if action is None:
-                self._dirty.discard(name)
+                self._queue.done(name)
                 if not m.loading():
                     m.operator_asked = False  # settled: what an operator asked for is done
                 continue
             self._perform(m, action)
             break
-        self._publish_map()
-        if not self._dirty and not self._loads and self._offers and not self._synced.is_set():
+        self._t.publish_map()
+        if self._queue.empty and not self._loads and self._offers and not self._synced.is_set():
             self._synced.set()  # everything offered at start has loaded (or failed)
         self._notify()
         return action
@@ -249,10 +244,10 @@ class Manager:
     async def run(self) -> None:
         """Reconcile forever: tick until idle, then sleep until something changes."""
         while True:
-            self._wake.clear()
+            self._queue.wake.clear()
             while self.tick() is not None:
                 pass
-            await self._wake.wait()
+            await self._queue.wake.wait()
 
     async def idle(self, drains: bool = True) -> list[policy.Action]:
         """Tick until nothing is left to do and no load (nor, with ``drains``, any drain) is
@@ -297,8 +292,7 @@ class Manager:
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        if self._timer is not None:
-            self._timer.cancel()
+        self._queue.close()
         for (name, version), task in list(self._loads.items()):
             self._models[name].versions[version].cancelling = True
             task.cancel()
@@ -308,7 +302,7 @@ class Manager:
             for v, r in sorted(m.versions.items()):
                 if r.state in (S.READY, S.SERVING):
                     self._retire(m, v)
-        self._publish_map()
+        self._t.publish_map()
         await self.wait_drained()
         self._loader.shutdown()
         self._unloader.shutdown(wait=True)
@@ -321,31 +315,17 @@ class Manager:
 
     def _mark(self, name: str) -> None:
         """``name`` has something to reconcile, and may route differently: on the next tick."""
-        self._dirty.add(name)
-        self._map_stale = True
-        self._wake.set()
+        self._queue.mark(name)
+        self._t.stale = True
 
-    def _schedule(self, name: str, at: float) -> None:
-        """Reconcile ``name`` at manager-clock time ``at`` (the loop's timer wakes for the
-        earliest such time; with a fake clock, any tick after ``at`` does)."""
-        if self._due_at.get(name, float("inf")) <= at:
-            return
-        self._due_at[name] = at
-        heapq.heappush(self._due, (at, name))
-        if self._due[0] != (at, name):
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        delay = max(0.0, at - self._clock())
-        self._timer = asyncio.get_running_loop().call_later(delay, self._timer_fired)
+    @property
+    def serving_map(self) -> ServingMap:
+        """The immutable routing snapshot the request path reads (one reference, no lock)."""
+        return self._t.serving_map
 
-    def _timer_fired(self) -> None:
-        self._timer = None  # a loop may run a timer slightly early: tick() compares times
-        self._wake.set()
-        if self._due:
-            delay = max(0.0, self._due[0][0] - self._clock())
-            self._timer = asyncio.get_running_loop().call_later(max(delay, 0.001),
-                                                                self._timer_fired)  # fmt: skip
+    def _changed_model(self, name: str) -> None:
+        self._queue.mark(name)
+        self._notify()
 
     def _notify(self) -> None:
         self._changed.set()
@@ -354,86 +334,9 @@ class Manager:
     def _all_drains(self) -> list[asyncio.Task]:
         return [t for tasks in self._drains.values() for t in tasks]
 
-    # ---- offers -------------------------------------------------------------------------
-    def _apply_offers(self) -> None:
-        self._offers_changed = False
-        merged: dict[str, ModelSpec] = {}
-        for specs in self._offers.values():
-            merged.update(specs)
-        for name, spec in merged.items():
-            m = self._models.setdefault(name, ModelRecord(name))
-            if name in self._restored and m.rollout is None:
-                m.rollout_request = self._restored.pop(name)
-            if spec.config_error != m.config_error and spec.config_error:
-                self.events.publish(
-                    "config_error", name, reason="bad_config", message=spec.config_error
-                )
-            m.settings, m.available = spec.settings, dict(spec.versions)
-            m.config_error, m.offered = spec.config_error, True
-            # A record keeps the fingerprint it was loaded from: for FAILED/UNLOADED versions the
-            # policy compares it with the offer to decide on a retry; loaded ones are immutable.
-            for v, r in m.versions.items():
-                files = m.available.get(v)
-                changed = files is not None and files.fingerprint != r.files.fingerprint
-                if changed and r.state in (S.READY, S.SERVING):
-                    self.events.publish(
-                        "ignored_change", name, version=v,
-                        message="files of a loaded version changed; versions are immutable, "
-                        "publish a new version number instead",
-                    )  # fmt: skip
-            # Forget unloaded versions whose files are gone: they cannot come back, and a model
-            # that goes through thousands of versions must not keep a record of each.
-            for v in [v for v, r in m.versions.items()
-                      if r.state is S.UNLOADED and v not in m.available]:  # fmt: skip
-                del m.versions[v]
-            self._dirty.add(name)
-        for name, m in list(self._models.items()):
-            if name not in merged:
-                m.offered = False
-                self._dirty.add(name)
-                self._forget_if_gone(m)
-
-    def _forget_if_gone(self, m: ModelRecord) -> None:
-        gone = all(r.state in (S.UNLOADED, S.FAILED) for r in m.versions.values())
-        if not m.offered and gone and self._models.get(m.name) is m:
-            del self._models[m.name]
-
-    # ---- state changes ------------------------------------------------------------------
-    def _set_state(
-        self,
-        m: ModelRecord,
-        r: VersionRecord,
-        state: VersionState,
-        reason: str | None = None,
-        message: str | None = None,
-        **data,
-    ) -> None:
-        """The only place a version changes state. Race-free order: a version becoming SERVING
-        is routable before the event goes out; one leaving SERVING is announced first."""
-        check_transition(r.state, state)
-        was_serving = r.state is S.SERVING
-        r.state, r.since = state, self._clock()
-        if state in (S.FAILED, S.UNLOADED):
-            r.reason, r.message = reason, message
-        elif state is S.DISCOVERED:
-            r.reason = r.message = None
-        if state is S.SERVING:
-            self._publish_map(force=True)
-        self.events.publish("state", m.name, version=r.version, state=state.value,
-                            reason=reason, message=message, data=data)  # fmt: skip
-        if was_serving:
-            self._publish_map(force=True)
-        self._dirty.add(m.name)
-        self._wake.set()
-        self._notify()
-
-    def _publish_map(self, force: bool = False) -> None:
-        if force or self._map_stale:
-            self.serving_map = serving_map_of(self._models.values())
-            self._map_stale = False
-
+    # ---- actions ----------------------------------------------------------------------
     def _perform(self, m: ModelRecord, action: policy.Action) -> None:
-        self._map_stale = True
+        self._t.stale = True
         if isinstance(action, policy.Load):
             self._start_load(m, action.version)
         elif isinstance(action, policy.Serve):
@@ -450,7 +353,7 @@ class Manager:
         if r is None:
             r = m.versions[version] = VersionRecord(version, files)
         r.files, r.retry, r.cancelling, r.estimate = files, False, False, 0
-        self._set_state(m, r, S.DISCOVERED, path=str(files.path))
+        self._t.set_state(m, r, S.DISCOVERED, path=str(files.path))
         urgent = m.operator_asked or version == m.pinned
         key = (m.name, version)
         task = asyncio.get_running_loop().create_task(
@@ -462,7 +365,7 @@ class Manager:
     def _load_ended(self, key: tuple[str, int], task: asyncio.Task) -> None:
         if self._loads.get(key) is task:
             del self._loads[key]
-        self._wake.set()
+        self._queue.wake.set()
 
     async def _load(self, m: ModelRecord, r: VersionRecord, urgent: bool) -> None:
         """The model's load task: wait for a slot, pre-flight memory, load; ends READY, FAILED
@@ -479,29 +382,21 @@ class Manager:
                         self._retire(m, v)
                     await asyncio.gather(*self._drains.get(m.name, ()), return_exceptions=True)
                 handle, warmed = await self._loader.load(
-                    m.name, r.version, r.files, m.settings, self._reference(m),
-                    lambda phase, **data: self._set_state(m, r, S(phase), **data),
+                    m.name, r.version, r.files, m.settings, m.compatibility_reference(),
+                    lambda phase, **data: self._t.set_state(m, r, S(phase), **data),
                 )  # fmt: skip
         except asyncio.CancelledError:
             r.handle = None
             why = "the server is shutting down" if self._stopping else cancel_reason(m, r.version)
-            self._set_state(m, r, S.UNLOADED, "cancelled", f"load cancelled: {why}")
-            self._forget_if_gone(m)
+            self._t.set_state(m, r, S.UNLOADED, "cancelled", f"load cancelled: {why}")
+            forget_if_gone(self._models, m)
             return
         except VersionFailed as failure:
             self._fail(m, r, failure.reason, str(failure))
             return
         r.handle, r.signature, r.platform = handle, handle.signature, handle.runtime.platform
         r.memory = handle.memory_bytes
-        self._set_state(m, r, S.READY, **warmed, memory_bytes=r.memory)
-
-    def _reference(self, m: ModelRecord):
-        """The serving (version, signature, structure) a new version must stay compatible with."""
-        current = m.default_version()
-        serving = m.versions[current] if current is not None else None
-        if serving is None or serving.signature is None or serving.handle is None:
-            return None
-        return current, serving.signature, serving.handle.runtime.structure()
+        self._t.set_state(m, r, S.READY, **warmed, memory_bytes=r.memory)
 
     def _memory_plan(self, m: ModelRecord, r: VersionRecord) -> MemoryPlan:
         """The memory pre-flight for loading ``r``, published as a ``memory`` event."""
@@ -514,28 +409,10 @@ class Manager:
         """``r`` FAILED: refuse a pin that waited for it, and say what the policy falls back to."""
         chosen_before = r.version in m.aspired()
         r.handle = None
-        self._set_state(m, r, S.FAILED, reason, message)
-        pending = m.pending_pin
-        if pending is not None and pending.version == r.version:
-            m.pinned, m.pending_pin = pending.previous, None
-            self.events.publish(
-                "pin", m.name, version=r.version, state="refused", reason=reason,
-                message=f"{pending.action} to version {r.version} refused: it failed to load "
-                f"({reason}); version {m.default_version()} keeps serving",
-            )  # fmt: skip
-        aspired = m.aspired()
-        if chosen_before and r.version not in aspired and m.offered and not m.disabled:
-            instead = ", ".join(map(str, sorted(aspired)))
-            serving = m.default_version()
-            self.events.publish(
-                "fallback", m.name, version=r.version, reason=reason,
-                message=f"version {r.version} FAILED ({reason}); "
-                + (f"the version policy falls back to version {instead}" if aspired
-                   else "no other version to fall back to")
-                + (f"; version {serving} keeps serving" if serving is not None else ""),
-                data={"aspired": sorted(aspired)},
-            )  # fmt: skip
-        self._forget_if_gone(m)
+        self._t.set_state(m, r, S.FAILED, reason, message)
+        for kind, fields in consequences(m, r.version, reason, chosen_before):
+            self.events.publish(kind, m.name, **fields)
+        forget_if_gone(self._models, m)
 
     def _cancel_load(self, m: ModelRecord, version: int) -> None:
         r = m.versions[version]
@@ -546,32 +423,27 @@ class Manager:
 
     # ---- serving and retiring -----------------------------------------------------------
     def _serve(self, m: ModelRecord, version: int) -> None:
-        before = m.default_version()
-        started = rollout_on_serve(m, version, before, self._clock())
-        if started is not None:  # decided before the version becomes routable
-            m.rollout, m.rollout_gates = started
-            m.rollout_request, m.rollout_due = None, None
+        started = self._rollout_starts(m, version)  # decided before the version is routable
         if m.pending_pin is not None and m.pending_pin.version == version:
             m.pending_pin = None  # the pin took effect
-        self._set_state(m, m.versions[version], S.SERVING)
-        if started is not None:
+        self._t.set_state(m, m.versions[version], S.SERVING)
+        if started:
             self._publish_rollout(m, m.rollout)
         sync_windows(m)
-        self._announce_swap(m)
+        self._t.announce_swap(m)
 
-    def _start_rollout_on_serve(self, m: ModelRecord, candidate: int, before: int | None) -> None:
-        started = rollout_on_serve(m, candidate, before, self._clock())
+    def _rollout_starts(self, m: ModelRecord, version: int) -> bool:
+        """Start the rollout that ``version`` becoming (or being) SERVING begins, if any."""
+        started = rollout_on_serve(m, version, m.default_version(), self._clock())
         if started is not None:
             m.rollout, m.rollout_gates = started
             m.rollout_request, m.rollout_due = None, None
-            sync_windows(m)
-            self._publish_map(force=True)
-            self._publish_rollout(m, m.rollout)
+        return started is not None
 
     def _retire(self, m: ModelRecord, version: int) -> None:
         r = m.versions[version]
-        self._set_state(m, r, S.DRAINING)
-        self._announce_swap(m)
+        self._t.set_state(m, r, S.DRAINING)
+        self._t.announce_swap(m)
         task = asyncio.get_running_loop().create_task(self._drain(m, r))
         drains = self._drains.setdefault(m.name, set())
         drains.add(task)
@@ -584,43 +456,20 @@ class Manager:
         if drained.forced:
             message = (f"drain timeout after {m.settings.drain_timeout:g} s with "
                        f"{drained.inflight} in flight; unloaded anyway")  # fmt: skip
-        self._set_state(m, r, S.UNLOADED, "drain_timeout" if drained.forced else None, message,
+        self._t.set_state(m, r, S.UNLOADED, "drain_timeout" if drained.forced else None, message,
                         drain_seconds=drained.seconds, forced=drained.forced)  # fmt: skip
-        self._forget_if_gone(m)
-
-    def _announce_swap(self, m: ModelRecord) -> None:
-        """A ``swap`` event when the model's default version differs from the one last
-        announced (whatever changed it: a serve, a retirement, a pin, a rollout step)."""
-        after, before = m.default_version(), m.announced
-        if after != before:
-            m.announced = after
-            if after is not None:
-                m.history = [*m.history[-(HISTORY - 1) :], after]
-            m.updates = m.updates.swapped(self._clock())
-            self._publish_map(force=True)  # routable before it is announced
-            self.events.publish("swap", m.name, version=after, data={"from": before})
+        forget_if_gone(self._models, m)
 
     # ---- rollouts -----------------------------------------------------------------------
     def _check_rollout(self, m: ModelRecord, now: float) -> None:
         """Evaluate a running rollout's gates when due (every ``rollout_period`` seconds)."""
         rollout = m.rollout
-        if rollout is None or rollout.status is not RolloutStatus.RUNNING:
-            m.rollout_due = None
-            return
-        if m.rollout_due is None:
-            m.rollout_due = now + self._rollout_period
-        if now >= m.rollout_due:
-            stable, candidate = rollout_windows(m)
-            step = controller.check(rollout, stable, candidate, m.rollout_gates, now)
-            if step.verdict is not None:
-                m.last_verdict = step.verdict
-            m.rollout_due = now + self._rollout_period
-            if step.rollout != rollout:
-                verdict = step.verdict
-                self._apply_rollout(m, step.rollout, verdict=asdict(verdict),
-                                    failed_gates=list(verdict.gates))  # fmt: skip
+        step = check_when_due(m, now, self._rollout_period)
+        if step is not None and step.rollout != rollout:
+            self._apply_rollout(m, step.rollout, verdict=asdict(step.verdict),
+                                failed_gates=list(step.verdict.gates))  # fmt: skip
         if m.rollout is not None and m.rollout_due is not None:
-            self._schedule(m.name, m.rollout_due)
+            self._queue.at(m.name, m.rollout_due)
 
     def _apply_rollout(self, m: ModelRecord, rollout: Rollout, **data) -> None:
         """The one path every rollout change takes (gate checks, operators, restored state)."""
@@ -633,9 +482,9 @@ class Manager:
             if rollout.status is not RolloutStatus.RUNNING:
                 m.rollout_due = None
         sync_windows(m, reset=new_step)
-        self._publish_map(force=True)
+        self._t.publish_map(force=True)
         self._publish_rollout(m, rollout, **data)
-        self._announce_swap(m)
+        self._t.announce_swap(m)
         self._mark(m.name)
         self._notify()
 
@@ -647,22 +496,10 @@ class Manager:
 
     # ---- update rate limits -------------------------------------------------------------
     def _limit_updates(self, m: ModelRecord, now: float) -> None:
-        """Let the rate limiter admit, or hold back, versions newer than the last admitted."""
-        limits = m.settings.update_limits.limits()
-        load = None
-        if limits.busy_threshold is not None:
-            served = sum(r.handle.served for r in m.versions.values() if r.handle is not None)
-            load = self._load_meter.rate(m.name, now, served)
-        step = limit_update(m.updates, m.offered_versions(), bool(m.serving()), now, load, limits)
-        m.updates = step.gate
-        if (e := step.event) is not None:
-            self.events.publish("rate_limit", m.name, version=e.version, state=e.decision,
-                                reason=e.reason, data=asdict(e))  # fmt: skip
-        if step.wait is None:
-            self._load_meter.forget(m.name)
-        else:
-            self._schedule(m.name, now + step.wait)
-
-    def loads_under_way(self) -> dict[str, list[int]]:
-        """Models with a load under way, and which versions (for views and tests)."""
-        return {name: loading for name, m in self._models.items() if (loading := m.loading())}
+        decision, wait = limit_updates(m, now, self._load_meter)
+        if decision is not None:
+            self.events.publish("rate_limit", m.name, version=decision.version,
+                                state=decision.decision, reason=decision.reason,
+                                data=asdict(decision))  # fmt: skip
+        if wait is not None:
+            self._queue.at(m.name, now + wait)

@@ -180,6 +180,15 @@ class ModelRecord:
         aspired = [v for v in serving if v in self.aspired()]
         return max(aspired or serving)
 
+    def compatibility_reference(self) -> tuple[int, Signature, dict | None] | None:
+        """The serving default's (version, signature, structure) a new version must stay
+        compatible with; ``None`` when nothing serves."""
+        current = self.default_version()
+        r = self.versions.get(current) if current is not None else None
+        if r is None or r.signature is None or r.handle is None:
+            return None
+        return current, r.signature, r.handle.runtime.structure()
+
     def canary(self) -> Canary | None:
         """The traffic split while a rollout runs and both of its versions are serving."""
         r = self.rollout

@@ -9,6 +9,7 @@
 - :func:`describe`: the data a ``rollout`` event carries — enough to resume after a restart.
 - :func:`sync_windows`: live statistics windows on exactly the two versions of a rollout;
   :func:`rollout_windows` reads them.
+- :func:`check_when_due`: the gate check of a running rollout, every ``period`` seconds.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from baton.control import policy
 from baton.control.operator import require_version
 from baton.control.records import ModelRecord, RolloutRequest
 from baton.errors import Conflict
+from baton.rollout import controller
 from baton.rollout.gates import GateConfig, WindowStats
 from baton.rollout.schedule import Rollout, RolloutPlan, RolloutStatus
 from baton.rollout.window import VersionWindow
 
 __all__ = [
+    "check_when_due",
     "describe",
     "finish",
     "request_from",
@@ -142,3 +145,23 @@ def rollout_windows(m: ModelRecord) -> tuple[WindowStats | None, WindowStats | N
         window = record.handle.window if record and record.handle else None
         stats.append(window.stats() if window is not None else None)
     return stats[0], stats[1]
+
+
+def check_when_due(m: ModelRecord, now: float, period: float) -> controller.RolloutCheck | None:
+    """Check a running rollout's gates if ``m.rollout_due`` has come (the first check is due
+    one ``period`` after the rollout starts or resumes); ``None`` when nothing was checked.
+    Records the verdict and the next due time; the caller applies a changed rollout."""
+    rollout = m.rollout
+    if rollout is None or rollout.status is not RolloutStatus.RUNNING:
+        m.rollout_due = None
+        return None
+    if m.rollout_due is None:
+        m.rollout_due = now + period
+    if now < m.rollout_due:
+        return None
+    stable, candidate = rollout_windows(m)
+    step = controller.check(rollout, stable, candidate, m.rollout_gates, now)
+    if step.verdict is not None:
+        m.last_verdict = step.verdict
+    m.rollout_due = now + period
+    return step

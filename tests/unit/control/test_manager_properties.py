@@ -139,7 +139,7 @@ class World:
         h = self.h
         if h.manager._all_drains():
             return False
-        if h.manager._wake.is_set() and h.manager._dirty:
+        if not h.manager._queue.empty:
             return False
         held_in_runtime = 0
         waiting = 0
