@@ -1,9 +1,15 @@
 """Every state change is an :class:`Event`, published on one :class:`EventBus`.
 
-Subscribers (metrics, the log, the admin API's recent-events view, later the rollout controller
-and the audit log) are plain callables invoked synchronously, in publish order, on the event
-loop thread. A subscriber must be quick and must not raise; one that raises is logged and kept.
-Nobody polls the manager for changes.
+Subscribers (Prometheus metrics, the server log, the audit log; the bus itself keeps a window
+of recent events for the admin API) are plain callables invoked synchronously, in publish
+order, on the event loop thread. A subscriber must be quick and must not raise; one that raises
+is logged and kept. Nobody polls the manager for changes: whatever needs to know subscribes.
+
+Kinds: ``state`` (a version's lifecycle; ``state``, ``reason``, ``message``), ``swap`` (the
+model's default version changed), ``rollout``, ``pin`` / ``unpin`` / ``rollback`` / ``label`` /
+``enable`` / ``disable`` (operator intents; ``pin`` with state ``refused`` when its version
+failed), ``fallback`` (a failed version made the version policy choose another), ``memory``,
+``rate_limit``, ``config_error``, ``ignored_change``, ``batching_disabled``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
-"""Safe rollouts: staged canary schedule, metric gates and swap rate limits (pure logic).
-
-The rollout controller that drives these from live metrics plugs in beside the manager.
-"""
+"""Safe rollouts: staged canary schedule, metric gates, the controller's next-step decision and
+swap rate limits — pure logic, plus the live statistics windows the gates read. The manager
+(:mod:`baton.control`) applies them on its own clock."""
 
 from baton.rollout.gates import GateConfig, GateVerdict, OutputSummary, WindowStats, evaluate
 from baton.rollout.ratelimit import (

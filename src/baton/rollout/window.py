@@ -1,5 +1,5 @@
 """Live statistics of one version while a rollout runs, fed by the data plane per request and
-read by the rollout controller as :class:`baton.rollout.gates.WindowStats`.
+read by the manager's gate checks as :class:`baton.rollout.gates.WindowStats`.
 
 Kept on the event-loop thread (no locks), except :meth:`VersionWindow.post_shadow`, which the
 shadow thread calls; its results are folded in when the window is next read. The latency p99

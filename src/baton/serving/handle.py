@@ -3,13 +3,15 @@
 A :class:`VersionHandle` is what the serving map routes to. The request path takes a lease for
 exactly one request and gives it back when the answer is computed::
 
-    handle = serving_map.route(model, requested_version)
-    with handle.lease():            # no await between route() and lease()
+    route = manager.serving_map.get(model)       # one read of the immutable map
+    handle = choose_handle(route, requested)     # baton.serving.routing
+    with handle.lease():                         # no await between choosing and leasing
         outputs = await handle.predict(inputs, output_names)
 
 Leases are taken and returned on the event-loop thread, so the counter needs no lock. After the
-manager removes a version from the serving map it awaits :meth:`VersionHandle.drained`; only then
-(or after the drain timeout, which is reported) is the runtime unloaded. A closed handle refuses
+manager removes a version from the serving map it closes the handle and awaits
+:meth:`VersionHandle.drained` (:mod:`baton.control.drain`); only then (or after the drain
+timeout, which is reported) is the runtime unloaded. A closed handle refuses
 new leases with :class:`HandleClosed`, which the data plane answers by routing again.
 """
 

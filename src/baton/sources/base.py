@@ -1,8 +1,9 @@
 """The source contract.
 
 A source calls ``publish(source_name, specs)`` with the *complete* set of models it offers each
-time something changes; a model or version left out is how it asks for an unload. It never
-commands the manager. Which of the offered versions are served is decided by the model's
+time something changes. A model left out is how it asks for that model's unload; a version left
+out is retired once another version of the model serves (a model whose versions are all left
+out keeps its last one serving). It never commands the manager. Which of the offered versions are served is decided by the model's
 version policy (and admin pins) in :func:`baton.control.policy.select_aspired`.
 """
 
