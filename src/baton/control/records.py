@@ -11,17 +11,20 @@ the serving map routes by.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from baton.artifacts.files import VersionFiles
 from baton.control import policy
 from baton.control.lifecycle import LOADING_STATES, VersionState
 from baton.rollout.gates import GateConfig, GateVerdict
 from baton.rollout.ratelimit import UpdateGate
 from baton.rollout.schedule import Rollout, RolloutPlan
-from baton.serving.handle import VersionHandle
 from baton.serving.serving_map import Canary
 from baton.settings import ModelSettings
-from baton.types import Signature
+
+if TYPE_CHECKING:  # types only: records stay plain data, importable by pure policies
+    from baton.artifacts.files import VersionFiles
+    from baton.serving.handle import VersionHandle
+    from baton.types import Signature
 
 __all__ = ["ModelRecord", "PendingPin", "RolloutRequest", "VersionRecord"]
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-from baton.serving.handle import VersionHandle
+if TYPE_CHECKING:
+    from baton.serving.handle import VersionHandle
 
 __all__ = ["Canary", "ModelRoute", "ServingMap"]
 

@@ -3,18 +3,21 @@
 A source calls ``publish(source_name, specs)`` with the *complete* set of models it offers each
 time something changes. A model left out is how it asks for that model's unload; a version left
 out is retired once another version of the model serves (a model whose versions are all left
-out keeps its last one serving). It never commands the manager. Which of the offered versions are served is decided by the model's
-version policy (and admin pins) in :func:`baton.control.policy.select_aspired`.
+out keeps its last one serving). It never commands the manager. Which of the offered versions
+are served is decided by the model's version policy (and admin pins) in
+:func:`baton.control.policy.select_aspired`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from baton.artifacts.files import VersionFiles
 from baton.settings import ModelSettings
+
+if TYPE_CHECKING:
+    from baton.artifacts.files import VersionFiles
 
 __all__ = ["ModelSpec", "Publish", "Source"]
 
