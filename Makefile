@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO   := demo-repository
 PORT   ?= 8000
 
-.PHONY: setup frameworks run test lint format proto bench-swap bench-memory bench-throughput bench-batching bench-profile clean
+.PHONY: setup frameworks run test lint format proto bench-swap bench-memory bench-throughput bench-batching bench-profile bench-many-models clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,9 @@ bench-batching: $(BENCH)
 
 bench-profile: $(BENCH)
 	$(BIN)/python bench/profile_hot_path.py
+
+bench-many-models: $(BENCH)
+	$(BIN)/python bench/many_models.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache src/*.egg-info
