@@ -78,7 +78,12 @@ def test_disagreeing_shadow_is_rolled_back_and_never_answers(server_factory, tmp
     with httpx.Client(base_url=server.url, timeout=CLIENT_TIMEOUT) as http:
         _, wrong = rotating_latencies(http, ["m"], 20, 50)
     assert wrong == []  # every answer came from version 1
-    entries = httpx.get(f"{server.url}/admin/audit", params={"limit": 1000}).json()["entries"]
-    back = [e for e in entries if e["kind"] == "rollout" and e["state"] == "ROLLED_BACK"]
-    assert back and "shadow_agreement" in back[0]["data"]["failed_gates"]
+
+    def rolled_back():  # the gates are checked every rollout_period (1 s) while it runs
+        entries = httpx.get(f"{server.url}/admin/audit", params={"limit": 1000}).json()
+        return [e for e in entries["entries"]
+                if e["kind"] == "rollout" and e["state"] == "ROLLED_BACK"]  # fmt: skip
+
+    back = wait_for(rolled_back, timeout=10)
+    assert "shadow_agreement" in back[0]["data"]["failed_gates"]
     assert "max abs diff 39" in back[0]["reason"]
