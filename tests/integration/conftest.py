@@ -8,9 +8,14 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+import orjson
 import pytest
 
+from baton.dev.demo import affine_model, write_version
 from baton.dev.testing import ServerProcess
+
+ZEROS = {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [0, 0, 0, 0]}
 
 
 def start_server(repository: Path, log_dir: Path, **kwargs) -> ServerProcess:
@@ -66,3 +71,19 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     return lines[0]
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A repository with model ``m``, versions 1 and 2 (demo models: y = x + version)."""
+    root = tmp_path / "repo"
+    for v in (1, 2):
+        write_version(root / "m", v, affine_model(float(v)))
+    return root
+
+
+def served_version(url: str, model: str = "m") -> str:
+    """The version that answers an unversioned request to ``model``."""
+    r = httpx.post(f"{url}/v2/models/{model}/infer", content=orjson.dumps({"inputs": [ZEROS]}))
+    assert r.status_code == 200, r.text
+    return r.json()["model_version"]

@@ -3,43 +3,18 @@ events, rescan, OpenAPI, config errors, and graceful shutdown."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 
 import httpx
-import orjson
-import pytest
 
 from baton.dev.demo import affine_model, slow_model, write_version
 
-from .conftest import wait_for
-
-X = {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [0, 0, 0, 0]}
+from .conftest import baton_cli, served_version, wait_for
 
 
-def served_version(url: str, model: str = "m") -> str:
-    r = httpx.post(f"{url}/v2/models/{model}/infer", content=orjson.dumps({"inputs": [X]}))
-    assert r.status_code == 200, r.text
-    return r.json()["model_version"]
-
-
-def cli(url: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "baton.cli", "--url", url, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-@pytest.fixture
-def repo(tmp_path):
-    root = tmp_path / "repo"
-    for v in (1, 2):
-        write_version(root / "m", v, affine_model(float(v)))
-    return root
+def cli(url: str, *args: str):
+    return baton_cli("--url", url, *args)
 
 
 def test_models_pin_rollback_unpin_via_cli(server_factory, repo):

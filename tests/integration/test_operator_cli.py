@@ -14,15 +14,7 @@ import pytest
 
 from baton.dev.demo import affine_model, write_version
 
-from .conftest import baton_cli, one_line_error, wait_for
-
-X = {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [0, 0, 0, 0]}
-
-
-def served_version(url: str, model: str = "m") -> str:
-    r = httpx.post(f"{url}/v2/models/{model}/infer", content=orjson.dumps({"inputs": [X]}))
-    assert r.status_code == 200, r.text
-    return r.json()["model_version"]
+from .conftest import baton_cli, one_line_error, served_version, wait_for
 
 
 def table_row(stdout: str, model: str, version: int) -> list[str]:
@@ -31,14 +23,6 @@ def table_row(stdout: str, model: str, version: int) -> list[str]:
         if cells[:2] == [model, str(version)]:
             return cells
     raise AssertionError(f"no row for {model} v{version} in:\n{stdout}")
-
-
-@pytest.fixture
-def repo(tmp_path):
-    root = tmp_path / "repo"
-    for v in (1, 2):
-        write_version(root / "m", v, affine_model(float(v)))
-    return root
 
 
 def test_actions_say_what_changed_and_an_aborted_version_comes_back(server_factory, repo):
