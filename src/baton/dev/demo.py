@@ -207,9 +207,9 @@ def write_demo_repository(root: Path) -> None:
     model_dir = Path(root) / "demo"
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "model.yaml").write_text(
-        "# Serve the newest version; keep 'stable' pointing at a known-good one.\n"
+        "# Serve the newest version that loads; a retired version gets 10 s to finish requests.\n"
         "version_policy: {latest: 1}\n"
-        "drain_timeout: 10\n"
+        "drain_timeout: 10s\n"
     )
     for version in (1, 2):
         if not (model_dir / str(version)).exists():
