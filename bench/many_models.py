@@ -35,7 +35,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from baton.dev.demo import affine_model, write_version
-from baton.dev.testing import ServerProcess
+from baton.dev.testing import ServerProcess, audit_entries
 from bench.common import machine, percentiles, stamp, table
 
 HANDLER = '''
@@ -120,7 +120,7 @@ def act(http: httpx.Client, call, version: str) -> tuple[float, str, float]:
 
 def server_effects(http: httpx.Client, actions: list[tuple[float, str, float]]) -> list[float]:
     """Seconds from each action's send time to the ``swap`` event that routed to its version."""
-    entries = http.get("/admin/audit", params={"limit": 0}).json()["entries"]
+    entries = audit_entries(str(http.base_url).rstrip("/"))
     swaps = [(e["time"], str(e["version"])) for e in entries
              if e["model"] == "other" and e["kind"] == "swap"]  # fmt: skip
     effects = []

@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from baton.dev.demo import affine_model, write_version
+from baton.dev.testing import audit_entries
 
 from .conftest import baton_cli, one_line_error, served_version, wait_for
 
@@ -122,7 +123,7 @@ def test_a_second_server_is_refused_in_one_line(server_factory, repo, tmp_path):
     assert f"gRPC port {server.grpc_port}" in line and "--grpc-port" in line
     line = one_line_error(baton_cli(*common, "--http-port", str(server.port), env=own_log))
     assert f"HTTP port {server.port}" in line and "--http-port" in line
-    events = httpx.get(f"{server.url}/admin/audit", params={"limit": 0}).json()["entries"]
+    events = audit_entries(server.url)
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(set(seqs))  # one writer: no clashing sequence numbers
 

@@ -12,6 +12,7 @@ from itertools import pairwise
 import httpx
 
 from baton.dev.demo import affine_model, fragile_model, write_version
+from baton.dev.testing import audit_entries
 
 from .conftest import wait_for
 from .traffic import SESSIONS, Traffic
@@ -27,7 +28,7 @@ FAST = {"BATON_ROLLOUT_PERIOD": "0.2"}
 
 
 def rollout_events(url: str) -> list[dict]:
-    entries = httpx.get(f"{url}/admin/audit", params={"limit": 5000}).json()["entries"]
+    entries = audit_entries(url)
     return [e for e in entries if e["kind"] == "rollout"]
 
 

@@ -9,13 +9,14 @@ import time
 import httpx
 
 from baton.dev.demo import affine_model, write_version
+from baton.dev.testing import audit_entries
 
 from .conftest import wait_for
 from .traffic import Traffic
 
 
 def audit(url: str, kind: str) -> list[dict]:
-    entries = httpx.get(f"{url}/admin/audit", params={"limit": 5000}).json()["entries"]
+    entries = audit_entries(url)
     return [e for e in entries if e["kind"] == kind]
 
 

@@ -24,10 +24,17 @@ class VersionFiles:
     fingerprint: str
 
 
-def fingerprint(directory: Path) -> str | None:
-    """Digest of every non-hidden file's relative path, size and mtime; ``None`` if empty."""
+def fingerprint(directory: Path, strict: bool = False) -> str | None:
+    """Digest of every non-hidden file's relative path, size and mtime; ``None`` if empty.
+    With ``strict``, a directory that cannot be read raises ``OSError`` instead of counting
+    as empty (a source must not mistake "cannot see" for "gone")."""
+
+    def fail(error: OSError) -> None:
+        if strict:
+            raise error
+
     entries = []
-    for root, dirs, files in os.walk(directory):
+    for root, dirs, files in os.walk(directory, onerror=fail):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if name.startswith("."):
@@ -36,6 +43,10 @@ def fingerprint(directory: Path) -> str | None:
             try:
                 st = os.stat(full)
             except FileNotFoundError:
+                continue
+            except OSError:
+                if strict:
+                    raise
                 continue
             entries.append(f"{os.path.relpath(full, directory)}\0{st.st_size}\0{st.st_mtime_ns}")
     if not entries:

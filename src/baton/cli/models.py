@@ -98,17 +98,21 @@ def run(args: argparse.Namespace) -> None:
         print_json(doc) if args.json else print(_events(doc))
         return
     if cmd == "audit":
-        doc = client.call("GET", "/admin/audit", limit=0 if args.model else args.limit)
-        entries = [e for e in doc["entries"] if not args.model or e.get("model") == args.model]
+        entries, torn, params = [], 0, {"limit": 1000}
+        while len(entries) < args.limit:  # newest pages first, until enough match
+            doc = client.call("GET", "/admin/audit", **params)
+            page = [e for e in doc["entries"] if not args.model or e.get("model") == args.model]
+            entries[:0], torn = page, torn + doc["torn_lines"]
+            if doc["before"] is None:
+                break
+            params["before"] = doc["before"]
         entries = entries[-args.limit :] if args.limit else []
         if args.json:
-            print_json(doc | {"entries": entries})
+            print_json({"entries": entries, "torn_lines": torn, "path": doc["path"]})
         else:
-            print(
-                f"{doc['path']}: {len(entries)} entries shown"
-                + (f", {doc['torn_lines']} torn lines skipped" if doc["torn_lines"] else "")
-            )
-            print(_events(entries))  # fmt: skip
+            skipped = f", {torn} torn lines skipped" if torn else ""
+            print(f"{doc['path']}: {len(entries)} entries shown{skipped}")
+            print(_events(entries))
         return
     if cmd == "rescan":
         doc = client.call("POST", "/admin/repository/rescan")

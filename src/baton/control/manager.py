@@ -60,7 +60,7 @@ from baton.rollout.ratelimit import LoadMeter
 from baton.rollout.schedule import Rollout, RolloutPlan, RolloutStatus
 from baton.serving.serving_map import ServingMap
 from baton.settings import ModelSettings
-from baton.sources.base import ModelSpec
+from baton.sources.base import ModelSpec, Offer, Unknown
 
 __all__ = ["Manager"]
 
@@ -88,6 +88,7 @@ class Manager:
         self._models: dict[str, ModelRecord] = {}
         self._offers: dict[str, Mapping[str, ModelSpec]] = {}
         self._offers_changed = False
+        self._unavailable: dict[str, str] = {}  # source → why it cannot see its store
         self._queue = ReconcileQueue(clock)
         self._t = Transitions(self._models, events, clock, self._changed_model)
         self._stopping = False
@@ -110,11 +111,24 @@ class Manager:
         self._load_meter = LoadMeter()
 
     # ---- inputs -------------------------------------------------------------------------
-    def publish(self, source: str, specs: Mapping[str, ModelSpec]) -> None:
-        """Take a source's complete offer; applied on the next tick."""
-        self._offers[source] = dict(specs)
+    def publish(self, source: str, offer: Offer) -> None:
+        """Take a source's complete offer (applied on the next tick), or its report that it
+        cannot see its store: then its last offer stands, and a ``source`` event says so."""
+        if isinstance(offer, Unknown):
+            if source not in self._unavailable:
+                self.events.publish("source", "", state="unavailable", message=offer.reason,
+                                    data={"source": source})  # fmt: skip
+            self._unavailable[source] = offer.reason
+            return
+        if self._unavailable.pop(source, None) is not None:
+            self.events.publish("source", "", state="available", data={"source": source})
+        self._offers[source] = dict(offer)
         self._offers_changed = True
         self._queue.wake.set()
+
+    def unavailable_sources(self) -> dict[str, str]:
+        """Sources that cannot see their store now, and why (their last offers stand)."""
+        return dict(self._unavailable)
 
     def models(self) -> dict[str, ModelRecord]:
         return dict(self._models)

@@ -3,9 +3,11 @@
 Each source publishes its complete offer; :func:`apply_offers` merges them (a later source wins
 for a model both offer) into the records: settings, available versions, configuration errors.
 A model no source offers any more is marked not offered (the policy then retires it), and
-forgotten once nothing of it is loaded. Loaded versions are immutable: a change to their files
-is reported and ignored. Unloaded versions whose files are gone are forgotten, so a model that
-goes through thousands of versions keeps no record of each.
+forgotten once nothing of it is loaded. A model offered without settings (its model.yaml was
+never valid) is not ``configured``: it aspires to nothing and loads nothing. Loaded versions
+are immutable: a change to their files is reported and ignored. Unloaded versions whose files
+are gone are forgotten, so a model that goes through thousands of versions keeps no record of
+each.
 """
 
 from __future__ import annotations
@@ -36,9 +38,17 @@ def apply_offers(
         m = models.setdefault(name, ModelRecord(name))
         if name in restored and m.rollout is None:
             m.rollout_request = restored.pop(name)
-        if spec.config_error != m.config_error and spec.config_error:
-            publish("config_error", name, reason="bad_config", message=spec.config_error)
-        m.settings, m.available = spec.settings, dict(spec.versions)
+        if spec.config_error != m.config_error:
+            if spec.config_error:
+                state = "invalid" if spec.settings is None else "kept_last_valid"
+                publish("config_error", name, reason="bad_config", message=spec.config_error,
+                        state=state)  # fmt: skip
+            else:
+                publish("config_error", name, state="cleared")
+        if spec.settings is not None:
+            m.settings = spec.settings
+        m.configured = spec.settings is not None
+        m.available = dict(spec.versions)
         m.config_error, m.offered = spec.config_error, True
         # A record keeps the fingerprint it was loaded from: for FAILED/UNLOADED versions the
         # policy compares it with the offer to decide on a retry; loaded ones are immutable.

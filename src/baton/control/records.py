@@ -89,6 +89,7 @@ class ModelRecord:
     labels: dict[str, int] = field(default_factory=dict)  # admin moves over model.yaml labels
     disabled: bool = False
     offered: bool = True
+    configured: bool = True  # False while its model.yaml was never valid: it loads nothing
     config_error: str | None = None
     history: list[int] = field(default_factory=list)  # default versions, oldest first
     announced: int | None = None  # the default version the last ``swap`` event named
@@ -134,7 +135,7 @@ class ModelRecord:
 
     def aspired(self) -> dict[int, str]:
         """The versions this model should serve now (version → fingerprint)."""
-        if not self.offered:
+        if not self.offered or not self.configured:
             return {}
         offered = {v: f.fingerprint for v, f in self.available.items()}
         held = self.held()

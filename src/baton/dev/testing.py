@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 import orjson
 
-__all__ = ["ServerProcess", "free_port", "rotating_latencies"]
+__all__ = ["ServerProcess", "audit_entries", "free_port", "rotating_latencies"]
 
 
 def free_port() -> int:
@@ -144,3 +144,17 @@ def rotating_latencies(
                 if not ok or not np.allclose(doc["outputs"][0]["data"], x + offset, atol=1e-5):
                     wrong.append(f"{model}: {r.status_code} {r.text[:200]}")
     return latencies, wrong
+
+
+def audit_entries(url: str, headers: dict | None = None) -> list[dict]:
+    """Every entry of a server's audit log, oldest first, following its pages."""
+    entries: list[dict] = []
+    params: dict = {"limit": 1000}
+    while True:
+        page = httpx.get(f"{url}/admin/audit", params=params, headers=headers, timeout=30)
+        page.raise_for_status()
+        doc = page.json()
+        entries[:0] = doc["entries"]
+        if doc["before"] is None:
+            return entries
+        params["before"] = doc["before"]

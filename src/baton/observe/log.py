@@ -15,7 +15,10 @@ __all__ = ["describe_event", "log_event"]
 
 log = logging.getLogger("baton")
 
-_WARN_STATES = frozenset({"FAILED", "ROLLED_BACK", "ABORTED", "refused", "refuse"})
+_WARN_STATES = frozenset(
+    {"FAILED", "ROLLED_BACK", "ABORTED", "refused", "refuse", "unavailable", "invalid",
+     "kept_last_valid", "failing"}
+)  # fmt: skip
 
 
 def describe_event(e: Event) -> str:
@@ -39,6 +42,13 @@ def describe_event(e: Event) -> str:
         before = e.data.get("from")
         now = f"now serves v{e.version}" if e.version is not None else "serves nothing"
         return f"{e.model} {now}" + (f" (was v{before})" if before is not None else "")
+    if e.kind == "source":
+        what = (
+            "cannot see its store; its last offer stands"
+            if e.state == "unavailable"
+            else ("sees its store again")
+        )
+        return f"source {e.data.get('source')} {what}" + (f" ({e.message})" if e.message else "")
     if e.kind == "memory":
         return f"{e.model}{v} memory pre-flight: {e.state} — {e.message}"
     detail = e.message or (e.state or "")

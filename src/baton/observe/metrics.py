@@ -135,6 +135,23 @@ class Metrics:
             ["model", "decision"],
             registry=r,
         )
+        self.config_error = Gauge(
+            "baton_model_config_error",
+            "1 while a model's model.yaml is invalid (its last valid settings, if any, hold)",
+            ["model"],
+            registry=r,
+        )
+        self.source_up = Gauge(
+            "baton_source_up",
+            "0 while a source cannot see its store (its last offer stands)",
+            ["source"],
+            registry=r,
+        )
+        self.audit_errors = Counter(
+            "baton_audit_write_errors",
+            "Events the audit log could not write (disk full, I/O error)",
+            registry=r,
+        )
         self._children: dict[tuple[str, int], tuple] = {}
         self._states: dict[tuple[str, str], set[str]] = {}  # states each version has been in
         self._unloaded: dict[str, deque[int]] = {}
@@ -168,6 +185,10 @@ class Metrics:
             self.update_decisions.labels(model, event.state).inc()
         if event.kind == "rollback":  # an operator's `baton rollback`
             self.rollbacks.labels(model, event.reason or "operator").inc()
+        if event.kind == "config_error":
+            self.config_error.labels(model).set(0 if event.state == "cleared" else 1)
+        if event.kind == "source":
+            self.source_up.labels(data["source"]).set(1 if event.state == "available" else 0)
         if event.kind != "state" or event.version is None:
             return
         v = str(event.version)

@@ -1,10 +1,13 @@
 """The source contract.
 
-A source calls ``publish(source_name, specs)`` with the *complete* set of models it offers each
-time something changes. A model left out is how it asks for that model's unload; a version left
+A source calls ``publish(source_name, offer)`` each time what it sees changes. The offer is the
+*complete* set of models it offers — or :class:`Unknown` when it cannot see its store (a
+missing or unreadable directory, an object store or etcd that does not answer). Unknown is not
+empty: what the source offered last still stands, and nothing is unloaded because a store went
+away. A model left out of an offer is how a source asks for that model's unload; a version left
 out is retired once another version of the model serves (a model whose versions are all left
-out keeps its last one serving). It never commands the manager. Which of the offered versions
-are served is decided by the model's version policy (and admin pins) in
+out keeps its last one serving). A source never commands the manager. Which of the offered
+versions are served is decided by the model's version policy (and admin pins) in
 :func:`baton.control.policy.select_aspired`.
 """
 
@@ -19,21 +22,30 @@ from baton.settings import ModelSettings
 if TYPE_CHECKING:
     from baton.artifacts.files import VersionFiles
 
-__all__ = ["ModelSpec", "Publish", "Source"]
+__all__ = ["ModelSpec", "Offer", "Publish", "Source", "Unknown"]
 
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """One model as a source offers it. ``config_error`` explains a rejected model.yaml (the
-    settings are then the last valid ones, or defaults for a model never seen valid)."""
+    """One model as a source offers it. ``config_error`` explains a rejected model.yaml; the
+    settings are then the last valid ones, or ``None`` for a model never seen with a valid
+    model.yaml (configuration fails closed: such a model loads nothing)."""
 
     name: str
-    settings: ModelSettings
+    settings: ModelSettings | None
     versions: Mapping[int, VersionFiles] = field(default_factory=dict)
     config_error: str | None = None
 
 
-Publish = Callable[[str, Mapping[str, ModelSpec]], None]
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """The source cannot see its store now (``reason`` says why); its last offer stands."""
+
+    reason: str
+
+
+Offer = Mapping[str, ModelSpec] | Unknown
+Publish = Callable[[str, Offer], None]
 
 
 class Source(Protocol):

@@ -1,8 +1,10 @@
 import os
 import time
 
+import pytest
+
 from baton.settings import VersionPolicy
-from baton.sources.filesystem import FilesystemSource
+from baton.sources.filesystem import FilesystemSource, RepositoryUnavailable
 
 
 def write(path, text="x"):
@@ -85,5 +87,50 @@ def test_removed_version_disappears(tmp_path):
     assert source.scan()["m"].versions == {}
 
 
-def test_missing_repository_is_empty(tmp_path):
-    assert FilesystemSource(tmp_path / "nope").scan() == {}
+def test_a_missing_or_unreadable_repository_is_unknown_not_empty(tmp_path):
+    with pytest.raises(RepositoryUnavailable, match="cannot list the model repository"):
+        FilesystemSource(tmp_path / "nope").scan()
+    source = FilesystemSource(tmp_path)
+    write(tmp_path / "m" / "1" / "model.onnx")
+    source.scan()
+    assert list(source.scan()["m"].versions) == [1]
+    hidden = tmp_path.parent / f"{tmp_path.name}-away"
+    tmp_path.rename(hidden)  # an unmounted volume
+    try:
+        with pytest.raises(RepositoryUnavailable):
+            source.scan()
+    finally:
+        hidden.rename(tmp_path)
+    assert list(source.scan()["m"].versions) == [1]  # back: nothing was forgotten
+
+
+def test_an_unreadable_version_keeps_its_last_offer(tmp_path, monkeypatch):
+    from baton.sources import filesystem
+
+    source = FilesystemSource(tmp_path)
+    write(tmp_path / "m" / "1" / "model.onnx")
+    source.scan()
+    offered = source.scan()["m"].versions[1]
+
+    def unreadable(directory, strict=False):
+        raise PermissionError(13, "Permission denied", str(directory))
+
+    monkeypatch.setattr(filesystem, "fingerprint", unreadable)
+    assert source.scan()["m"].versions[1] == offered
+
+
+def test_invalid_model_yaml_keeps_the_last_valid_settings_across_restarts(tmp_path):
+    write(tmp_path / "m" / "1" / "model.onnx")
+    write(tmp_path / "m" / "model.yaml", "version_policy: {latest: 2}\n")
+    assert FilesystemSource(tmp_path).scan()["m"].settings.version_policy.latest == 2
+    write(tmp_path / "m" / "model.yaml", "rollout: {mode: canary, stepz: [1, 100]}\n")
+    restarted = FilesystemSource(tmp_path)  # a new process: only the saved copy remains
+    spec = restarted.scan()["m"]
+    assert spec.settings.version_policy.latest == 2 and "stepz" in spec.config_error
+
+
+def test_a_model_never_seen_valid_is_offered_without_settings(tmp_path):
+    write(tmp_path / "m" / "1" / "model.onnx")
+    write(tmp_path / "m" / "model.yaml", "version_policy: {latest: two}\n")
+    spec = FilesystemSource(tmp_path).scan()["m"]
+    assert spec.settings is None and "latest" in spec.config_error

@@ -25,7 +25,7 @@ from baton.control.lifecycle import AVAILABLE, VersionState
 from baton.control.records import ModelRecord
 from baton.control.rollouts import describe, rollout_windows
 from baton.errors import Conflict, InvalidRequest, NotFound, Unavailable
-from baton.observe.audit import read_audit_log
+from baton.observe.audit import tail_audit_log
 from baton.rollout.controller import ACTIONS
 from baton.rollout.schedule import RolloutPlan
 from baton.settings import parse_duration
@@ -34,6 +34,7 @@ __all__ = ["model_view", "routes"]
 
 S = VersionState
 DEFAULT_WAIT = 30.0
+MAX_AUDIT_PAGE = 1000
 SETTLE_AFTER = 2.0  # after an action took effect, how long to wait for drains to finish
 
 
@@ -273,10 +274,10 @@ async def events(request: Request) -> Response:
     return json_response([e.to_json() for e in recent])
 
 
-def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit", "100")
-    if not raw.isdigit():
-        raise InvalidRequest("limit must be a non-negative integer")
+def _limit(request: Request, default: int = 100, most: int = 10_000) -> int:
+    raw = request.query_params.get("limit", str(default))
+    if not raw.isdigit() or int(raw) > most:
+        raise InvalidRequest(f"limit must be an integer from 0 to {most}")
     return int(raw)
 
 
@@ -402,19 +403,28 @@ async def rollout_action(request: Request) -> Response:
 
 async def audit(request: Request) -> Response:
     """
-    summary: The persistent audit log (survives restarts), oldest first.
+    summary: The persistent audit log (survives restarts), newest page first, read off the
+      event loop; follow `before` for older pages.
     parameters:
-      - {name: limit, in: query, schema: {type: integer, default: 100}}
+      - {name: limit, in: query, schema: {type: integer, default: 100, maximum: 1000}}
+      - {name: before, in: query, schema: {type: integer}, description: "byte offset from the
+          previous page's answer"}
     responses:
-      200: {description: "{entries, torn_lines, path}"}
+      200: {description: "{entries (oldest first), torn_lines, before, path}"}
       404: {description: the server keeps no audit log}
     """
     ctx = context(request)
     if ctx.audit_path is None:
         raise NotFound("this server keeps no audit log")
-    limit = _limit(request)
-    entries, torn = await asyncio.to_thread(read_audit_log, ctx.audit_path, limit)
-    return json_response({"entries": entries, "torn_lines": torn, "path": str(ctx.audit_path)})
+    limit = _limit(request, default=100, most=MAX_AUDIT_PAGE)
+    raw = request.query_params.get("before")
+    if raw is not None and not raw.isdigit():
+        raise InvalidRequest("before must be a byte offset from a previous page's answer")
+    page = await asyncio.to_thread(
+        tail_audit_log, ctx.audit_path, limit, int(raw) if raw is not None else None
+    )
+    return json_response({"entries": page.entries, "torn_lines": page.torn,
+                          "before": page.before, "path": str(ctx.audit_path)})  # fmt: skip
 
 
 async def rescan(request: Request) -> Response:
