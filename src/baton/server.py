@@ -20,6 +20,7 @@ import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import grpc
 import uvicorn
@@ -30,7 +31,7 @@ from baton.api.grpc import start_grpc_server
 from baton.api.http.app import build_app
 from baton.api.repository import Repository
 from baton.artifacts.signing import TrustStore
-from baton.artifacts.verify import Verifier
+from baton.artifacts.verify import Verifier, remove_stale_snapshots
 from baton.control.manager import Manager
 from baton.control.resume import resume_from_audit
 from baton.errors import ConfigurationError
@@ -41,7 +42,7 @@ from baton.observe.audit import AuditLog, AuditLogInUse
 from baton.observe.events import EventBus
 from baton.observe.log import log_event
 from baton.observe.metrics import Metrics
-from baton.runtimes.compile_cache import CompileCache
+from baton.runtimes.compile_cache import CompileCache, load_or_create_key
 from baton.runtimes.registry import runtime_for
 from baton.settings import ServerSettings
 from baton.sources.base import Source
@@ -53,14 +54,29 @@ log = logging.getLogger("baton")
 
 
 def _runtime_factory(settings: ServerSettings) -> RuntimeFactory | None:
-    """Runtimes with the compile cache, unless it is turned off (or there is nowhere to put it)."""
+    """Runtimes with the compile cache, unless it is turned off (or there is nowhere to put it,
+    or no key to sign its entries with)."""
     directory = settings.compile_cache
     if directory is None and settings.repository is not None:
         directory = settings.repository / ".baton" / "compile-cache"
     if directory is None or settings.compile_cache_bytes == 0:
         return None
-    cache = CompileCache(directory, settings.compile_cache_bytes)
-    return lambda files, model_settings: runtime_for(files.path, model_settings, cache)
+    key_path = settings.compile_cache_key or _state_dir() / "compile-cache.key"
+    try:
+        key = load_or_create_key(key_path)
+    except OSError as exc:
+        log.warning("compile cache off: no key at %s (%s)", key_path, exc)
+        return None
+    cache = CompileCache(directory, settings.compile_cache_bytes, key)
+    return lambda files, model_settings: runtime_for(
+        files.path, model_settings, cache, code_dirs=files.code_dirs
+    )
+
+
+def _state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                            "state")  # fmt: skip
+    return Path(base) / "baton"
 
 
 def bind_socket(host: str, port: int, what: str = "HTTP port", flag: str = "--http-port"
@@ -93,6 +109,7 @@ class BatonServer:
         runtime_factory: RuntimeFactory | None = None,
     ) -> None:
         self.settings = settings
+        self._audit_failing = False
         self.audit = self._open_audit_log(settings)
         self.events = EventBus()
         self.metrics = Metrics()
@@ -144,15 +161,35 @@ class BatonServer:
         self._tasks: list[asyncio.Task] = []
         self.app = build_app(self.context, self._lifespan)
 
-    @staticmethod
-    def _open_audit_log(settings: ServerSettings) -> AuditLog | None:
+    def _audit_failed(self, exc: OSError) -> None:
+        """A write to the audit log failed: count it; report the first of a run as an event."""
+        self.metrics.audit_errors.inc()
+        if not self._audit_failing:
+            self._audit_failing = True
+            self._soon("audit", state="failing", reason="write_error",
+                       message=f"cannot write the audit log: {exc.strerror or exc}")  # fmt: skip
+
+    def _soon(self, kind: str, **fields) -> None:
+        """Publish an event once the current one has reached every subscriber (the audit log
+        reports its own trouble from inside a delivery)."""
+        if kind == "audit" and fields.get("state") == "recovered":
+            self._audit_failing = False
+        try:
+            asyncio.get_running_loop().call_soon(lambda: self.events.publish(kind, "", **fields))
+        except RuntimeError:
+            self.events.publish(kind, "", **fields)
+
+    def _open_audit_log(self, settings: ServerSettings) -> AuditLog | None:
         path = settings.audit_log
         if path is None and settings.repository is not None:
             path = settings.repository / ".baton" / "audit.jsonl"
         if path is None:
             return None
         try:
-            return AuditLog(path, fsync=settings.audit_fsync)
+            return AuditLog(
+                path, fsync=settings.audit_fsync, on_error=self._audit_failed,
+                on_recover=lambda: self._soon("audit", state="recovered"),
+            )  # fmt: skip
         except AuditLogInUse as exc:
             raise ConfigurationError(
                 f"{exc}; stop it, or give this server its own log with BATON_AUDIT_LOG"
@@ -188,8 +225,11 @@ class BatonServer:
     async def start(self) -> None:
         """Start the reconcile loop, the sources and the GC tuning (gRPC and HTTP are started
         by :meth:`serve`). Unfinished rollouts in the audit log are resumed."""
+        removed = await asyncio.to_thread(remove_stale_snapshots)
+        if removed:
+            log.info("removed %d verified copies left by servers that died", removed)
         if self.audit is not None:
-            resume_from_audit(self.manager, self.audit.path)
+            await asyncio.to_thread(resume_from_audit, self.manager, self.audit.path)
         self.manager.start()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._tune_gc_once_synced()))

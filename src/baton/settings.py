@@ -257,6 +257,20 @@ class ModelSettings(_Strict):
     tensorflow: TensorflowSettings = TensorflowSettings()
     python: PythonSettings | None = None
 
+    def code_config(self) -> dict:
+        """The settings that decide which code runs: the backend, a Python handler and a PyTorch
+        module with their arguments. ``baton publish`` records them in the (signed) manifest;
+        a version whose model.yaml disagrees is refused under ``require_signature``."""
+        return {
+            "backend": self.backend,
+            "python": self.python.model_dump(mode="json") if self.python else None,
+            "torch_module": (
+                {"module": self.torch.module, "kwargs": self.torch.kwargs}
+                if self.torch.module
+                else None
+            ),
+        }
+
     @field_validator("labels")
     @classmethod
     def _label_names(cls, labels: dict[str, int]) -> dict[str, int]:
@@ -307,6 +321,11 @@ class ServerSettings(BaseSettings):
         default=None, description="optimised-graph cache; default <repository>/.baton/compile-cache"
     )
     compile_cache_bytes: int = Field(default=2**30, ge=0, description="0 = no compile cache")
+    compile_cache_key: Path | None = Field(
+        default=None,
+        description="key that signs compile-cache entries (kept outside the repository); "
+        "default $XDG_STATE_HOME/baton/compile-cache.key or ~/.local/state/baton/...",
+    )
     trusted_keys: tuple[Path, ...] = Field(
         default=(), description="Ed25519 public keys (PEM) whose signatures are accepted"
     )

@@ -19,7 +19,6 @@ publisher and server serialise protobufs alike. Bases must be full versions, not
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from pathlib import Path
 
 import onnx
@@ -72,10 +71,11 @@ def make_delta(new_model: Path, base_dir: Path, base: int, out: Path) -> dict:
     }
 
 
-def rebuild(version_dir: Path, delta: dict, check_base) -> Path:
-    """Rebuild the full model of a delta version into a new temporary directory (holding
-    ``model.onnx``) and return it; the caller removes it. ``check_base(base_dir, manifest)``
-    verifies the base's files against its manifest. Raises ``VersionFailed``."""
+def rebuild(version_dir: Path, delta: dict, check_base, into: Path) -> None:
+    """Rebuild the full model of the delta version at ``version_dir`` into ``into`` (the
+    verified copy of its files, which holds the delta file: it is replaced by ``model.onnx``).
+    ``check_base(base_dir, manifest)`` verifies the base's files against its manifest; the
+    rebuilt model must have the declared SHA-256. Raises ``VersionFailed``."""
     if delta.get("format") != FORMAT:
         raise VersionFailed("bad_manifest", f"unknown delta format {delta.get('format')!r}")
     base = int(delta["base"])
@@ -92,7 +92,7 @@ def rebuild(version_dir: Path, delta: dict, check_base) -> Path:
         check_base(base_dir, read_manifest(base_dir))
     except VersionFailed as exc:
         raise VersionFailed("delta_base_altered", f"base version {base}: {exc}") from None
-    model = onnx.load(str(version_dir / delta["file"]))
+    model = onnx.load(str(into / delta["file"]))
     weights = {t.name: t for t in model.graph.initializer}
     weights.update(
         {
@@ -114,6 +114,5 @@ def rebuild(version_dir: Path, delta: dict, check_base) -> Path:
             "delta_mismatch",
             "the model rebuilt from the delta and its base does not have the declared SHA-256",
         )
-    out = Path(tempfile.mkdtemp(prefix="baton-delta-"))
-    (out / MODEL).write_bytes(data)
-    return out
+    (into / MODEL).write_bytes(data)
+    (into / delta["file"]).unlink()

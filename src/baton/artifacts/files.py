@@ -18,10 +18,20 @@ __all__ = ["VersionFiles", "directory_bytes", "fingerprint"]
 
 @dataclass(frozen=True, slots=True)
 class VersionFiles:
-    """A complete version on disk; ``fingerprint`` changes whenever any of its files change."""
+    """A complete version on disk; ``fingerprint`` changes whenever any of its files change.
+
+    ``verified`` marks a private copy whose every byte was checked against a manifest: user
+    code it names (a Python handler, a PyTorch module) may only come from inside it. An
+    unverified version may also import code from its model's directory (beside model.yaml)."""
 
     path: Path
     fingerprint: str
+    verified: bool = False
+
+    @property
+    def code_dirs(self) -> tuple[Path, ...]:
+        """Where ``file.py:Class`` names in model.yaml are looked for, in order."""
+        return (self.path,) if self.verified else (self.path, self.path.parent)
 
 
 def fingerprint(directory: Path, strict: bool = False) -> str | None:

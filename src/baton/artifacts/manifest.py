@@ -34,6 +34,7 @@ __all__ = [
     "FileEntry",
     "Manifest",
     "canonical_body",
+    "copy_hashed",
     "hash_file",
     "listed_files",
     "read_manifest",
@@ -72,6 +73,23 @@ def canonical_body(body: dict) -> bytes:
     return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 
 
+def copy_hashed(src: Path, dst: Path, progress: Callable[[int], None] | None = None
+                ) -> FileEntry:  # fmt: skip
+    """Copy ``src`` to ``dst`` (flushed to disk) in one read pass; size and SHA-256 of the bytes
+    read, which are exactly the bytes written."""
+    digest, size = hashlib.sha256(), 0
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
+        while chunk := fin.read(CHUNK):
+            digest.update(chunk)
+            fout.write(chunk)
+            size += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+        os.fsync(fout.fileno())
+    return FileEntry(size, digest.hexdigest())
+
+
 def hash_file(path: Path, progress: Callable[[int], None] | None = None) -> FileEntry:
     """Size and SHA-256 of a file, read in 4 MiB chunks (``progress`` gets each chunk's size)."""
     digest = hashlib.sha256()
@@ -86,13 +104,11 @@ def hash_file(path: Path, progress: Callable[[int], None] | None = None) -> File
 
 
 def listed_files(directory: Path) -> list[str]:
-    """Every non-hidden file under ``directory`` except the manifest, as sorted POSIX paths."""
+    """Every file under ``directory`` except the manifest — hidden ones included, so nothing
+    can ride along unlisted — as sorted POSIX paths."""
     names = []
-    for root, dirs, files in os.walk(directory):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+    for root, _, files in os.walk(directory):
         for name in files:
-            if name.startswith("."):
-                continue
             rel = Path(root, name).relative_to(directory).as_posix()
             if rel != MANIFEST:
                 names.append(rel)

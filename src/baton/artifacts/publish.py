@@ -3,14 +3,15 @@
     path = publish(Path("model.onnx"), Path("repo"), "fraud", sign_key=Path("ci.key"))
 
 The files are copied (and hashed in the same pass) into a hidden staging directory beside the
-versions, the model is loaded once to record its signature, the manifest is written last, and
-the staging directory is renamed to the version number. A reader therefore sees either no
-version or a complete one, and never a manifest without all its files.
+versions, the model is loaded once to record its signature, the manifest is written last (with
+the model.yaml settings that name code — backend, handler, module and their arguments — so a
+signature covers them too), and the staging directory is renamed to the version number. A
+reader therefore sees either no version or a complete one, and never a manifest without all its
+files.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -20,10 +21,10 @@ from pathlib import Path
 
 from baton.artifacts.delta import DELTA, MODEL, make_delta
 from baton.artifacts.manifest import (
-    CHUNK,
     MANIFEST,
     FileEntry,
     Manifest,
+    copy_hashed,
     hash_file,
     write_manifest,
 )
@@ -74,20 +75,6 @@ def _sources(source: Path) -> list[tuple[Path, str]]:
     return files
 
 
-def _copy_hashed(src: Path, dst: Path, progress: Callable[[int], None]) -> FileEntry:
-    """Copy ``src`` to ``dst`` (flushed to disk) while hashing what was read."""
-    digest, size = hashlib.sha256(), 0
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
-        while chunk := fin.read(CHUNK):
-            digest.update(chunk)
-            fout.write(chunk)
-            size += len(chunk)
-            progress(len(chunk))
-        os.fsync(fout.fileno())
-    return FileEntry(size, digest.hexdigest())
-
-
 def _model_facts(directory: Path, settings: ModelSettings) -> tuple[str, dict]:
     """(framework, signature as JSON) of the model in ``directory``, by loading it once with
     the model's settings (some backends take their signature from model.yaml)."""
@@ -134,9 +121,10 @@ def publish(
             progress(done, total)
 
     try:
-        entries = {name: _copy_hashed(path, staging / name, advance) for path, name in files}
+        entries = {name: copy_hashed(path, staging / name, advance) for path, name in files}
+        settings = _settings_of(model_dir)
         try:
-            framework, signature = _model_facts(staging, _settings_of(model_dir))
+            framework, signature = _model_facts(staging, settings)
         except VersionFailed as exc:
             raise PublishError(f"{source} is not a model Baton can load: {exc}") from None
         delta = None
@@ -153,6 +141,7 @@ def publish(
             "labels": list(labels),
             "files": {n: {"size": e.size, "sha256": e.sha256} for n, e in sorted(entries.items())},
             "signature": signature,
+            "code": settings.code_config(),  # what decides which code runs, signed with the rest
             "delta": delta,
         }
         manifest = Manifest(body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -99,6 +100,8 @@ def _verify(args: argparse.Namespace) -> None:
         facts = verifier(files, ModelSettings())
     except VersionFailed as exc:
         raise CliError(f"verify: FAILED {exc.reason}: {exc}") from None
+    if facts.get("load_from") is not None:
+        shutil.rmtree(facts["load_from"], ignore_errors=True)  # the verified copy: not needed
     signed = f", signed by key {facts['signed_by']}" if facts["signed_by"] else ""
     print(f"OK {args.directory}" + (" (manifest verified" + signed + ")" if facts["manifest"]
                                      else " (no manifest)"))  # fmt: skip

@@ -1,7 +1,9 @@
 """The load pipeline: from a version's files to a warmed-up, routable :class:`VersionHandle`.
 
-verify files → create the runtime → load → apply signature overrides → contract check against
-the serving version → warm-up → golden set → handle (with a batcher when configured). Blocking
+verify files (into a private verified copy, when the version has a manifest) → create the
+runtime on that copy → load → apply signature overrides → contract check against the serving
+version → warm-up → golden set → handle (with a batcher when configured); the verified copy is
+removed once the version is loaded, so a runtime must read its files in ``load``. Blocking
 steps run on the loader's own threads (``threads``: one per load allowed at once), so loading
 never competes with inference threads. Each phase up to WARMING is reported through
 ``on_phase`` (the manager turns it into a state change; READY is the manager's own).
@@ -24,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
 
 from baton.artifacts.files import VersionFiles
 from baton.artifacts.verify import verify_version
@@ -51,7 +54,7 @@ Phase = Callable[..., None]  # on_phase("VERIFYING" | "LOADING" | "WARMING", **f
 
 
 def _default_factory(files: VersionFiles, settings: ModelSettings) -> Runtime:
-    return runtime_for(files.path, settings)
+    return runtime_for(files.path, settings, code_dirs=files.code_dirs)
 
 
 class Loader:
@@ -99,6 +102,7 @@ class Loader:
 
         runtime: Runtime | None = None
         verifying: asyncio.Future | None = None
+        copy: Path | None = None  # the verified copy the runtime loads, removed at the end
         try:
             on_phase("VERIFYING")
             try:
@@ -106,18 +110,13 @@ class Loader:
             except asyncio.CancelledError:
                 verifying = under_way[0]
                 raise
-            rebuilt = verified.pop("load_from", None)  # a delta version's full model
-            on_phase("LOADING", **verified, delta=rebuilt is not None)
+            copy = verified.pop("load_from", None)
+            source = VersionFiles(copy, files.fingerprint, verified=True) if copy else files
+            on_phase("LOADING", **verified)
             started, rss_before = time.perf_counter(), resident_bytes()
-            try:
-                runtime = self._factory(VersionFiles(rebuilt, files.fingerprint) if rebuilt
-                                        else files, settings)  # fmt: skip
-                await run(runtime.load)
-                _reclaim_signals()
-            finally:
-                if rebuilt is not None:
-                    await step_ended()
-                    await run(shutil.rmtree, rebuilt, True)
+            runtime = self._factory(source, settings)
+            await run(runtime.load)
+            _reclaim_signals()
             load_seconds = time.perf_counter() - started
             try:
                 signature = apply_overrides(runtime.signature(), settings.inputs, settings.outputs)
@@ -128,8 +127,8 @@ class Loader:
             on_phase("WARMING", load_seconds=load_seconds,
                      compile_cache=getattr(runtime, "compile_outcome", None))  # fmt: skip
             started = time.perf_counter()
-            warmup = await run(run_warmup, runtime, signature, files.path, settings.warmup)
-            await run(run_golden, runtime, files.path, settings.golden)
+            warmup = await run(run_warmup, runtime, signature, source.path, settings.warmup)
+            await run(run_golden, runtime, source.path, settings.golden)
             handle = VersionHandle(
                 model, version, runtime, signature, self._infer_executor,
                 self._batcher(model, version, runtime, signature, settings),
@@ -144,14 +143,16 @@ class Loader:
         except BaseException as exc:  # CancelledError included: unload what was built
             await step_ended()
             if verifying is not None and not verifying.cancelled() and not verifying.exception():
-                rebuilt = verifying.result().get("load_from")  # verified after all: clean up
-                if rebuilt is not None:
-                    await run(shutil.rmtree, rebuilt, True)
+                copy = verifying.result().get("load_from")  # verified after all: clean up
             if runtime is not None:
                 await run(runtime.unload)
             if isinstance(exc, VersionFailed) or not isinstance(exc, Exception):
                 raise  # a reasoned failure, or cancellation
             raise VersionFailed("load_error", f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            if copy is not None:
+                await step_ended()
+                await run(shutil.rmtree, copy, True)
 
     def _batcher(
         self, model: str, version: int, runtime: Runtime, signature: Signature,

@@ -3,10 +3,10 @@ and optional framework imports that fail with the package to install."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
-import importlib.util
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import ModuleType
 
 from baton.errors import VersionFailed
@@ -53,24 +53,54 @@ def declared_signature(settings: ModelSettings, what: str) -> Signature:
 
 def import_class(spec: str, search: list[Path]) -> type:
     """``package.module:Class``, or ``file.py:Class`` found in one of ``search`` (the version
-    directory, then the model directory). Raises ``VersionFailed(bad_config)``."""
+    directory, then — for an unverified version — the model directory). Raises
+    ``VersionFailed(bad_config)``.
+
+    A file path never leaves its directory: absolute paths, ``..`` and symbolic links out are
+    refused. The file's bytes are read once and executed (no bytecode is written beside it, so
+    a version directory is never changed by loading it)."""
     target, _, name = spec.partition(":")
-    if not name:
+    if not name or not target:
         raise VersionFailed("bad_config", f"{spec!r} must look like 'module:Class'")
     try:
         if target.endswith(".py"):
-            file = next((d / target for d in search if (d / target).is_file()), None)
-            if file is None:
-                raise ImportError(f"{target} not found in {[str(d) for d in search]}")
-            module_name = f"baton_user_{abs(hash(str(file.resolve())))}"
-            loader_spec = importlib.util.spec_from_file_location(module_name, file)
-            module = importlib.util.module_from_spec(loader_spec)
-            sys.modules[module_name] = module
-            loader_spec.loader.exec_module(module)
+            module = _module_from_file(_contained(target, search), spec)
         else:
             module = importlib.import_module(target)
         return getattr(module, name)
+    except VersionFailed:
+        raise
     except Exception as exc:
         raise VersionFailed(
             "bad_config", f"cannot import {spec}: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def _contained(target: str, search: list[Path]) -> Path:
+    relative = PurePosixPath(target)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise VersionFailed(
+            "bad_config", f"{target!r} must be a path inside the version (no '/…' or '..')"
+        )
+    for directory in search:
+        file = directory / relative
+        if file.is_file():
+            if not file.resolve().is_relative_to(directory.resolve()):
+                raise VersionFailed("bad_config", f"{target!r} leads out of {directory}")
+            return file
+    where = " or ".join(str(d) for d in search)
+    raise VersionFailed("bad_config", f"{target} not found in {where}")
+
+
+def _module_from_file(file: Path, spec: str) -> ModuleType:
+    source = file.read_bytes()
+    name = f"baton_user_{hashlib.sha256(str(file.resolve()).encode()).hexdigest()[:16]}"
+    module = ModuleType(name)
+    module.__file__ = str(file)
+    sys.modules[name] = module  # dataclasses and pickling look a class's module up by name
+    try:
+        exec(compile(source, str(file), "exec"), module.__dict__)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module

@@ -19,15 +19,24 @@ Entries are written to a temporary name and renamed into place, so concurrent lo
 half an entry (two loads of one model may both optimise it; the later rename wins, and both
 entries are the same). The cache is kept under ``max_bytes`` by evicting the least recently
 used entries.
+
+The cache is an optimisation, never a trust root: an entry is the graph that will be served, so
+each carries an HMAC-SHA256, under a key only the server's user can read (kept outside the
+repository, see :func:`load_or_create_key`), over the entry and the key it is stored under —
+which is derived from the source model's structure or contents. An entry whose MAC does not
+check out (tampered with, damaged, or from another server's key) is discarded, the load reports
+``compile_cache: rejected`` in its WARMING event, and the model is compiled afresh.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import logging
 import os
 import platform
+import secrets
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -36,10 +45,12 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
-__all__ = ["CompileCache", "CompiledSession"]
+__all__ = ["CompileCache", "CompiledSession", "load_or_create_key"]
 
 #: Part of every key: bump it when what an entry means changes, so old entries are never used.
-FORMAT = 2
+FORMAT = 3
+MAGIC = b"BATONCC3"
+MAC_BYTES = 32
 
 log = logging.getLogger("baton.compile_cache")
 
@@ -60,7 +71,31 @@ def _machine() -> str:
 @dataclass(frozen=True, slots=True)
 class CompiledSession:
     session: ort.InferenceSession
-    outcome: str  # "hit", "miss", or "bypass" (a model the cache cannot hold)
+    outcome: str  # "hit", "miss", "rejected" (a bad entry discarded, then a miss), or "bypass"
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The cache's MAC key: read from ``path``, or made (32 random bytes, mode 0600, in a 0700
+    directory) when there is none yet. Raises ``OSError`` when it can be neither."""
+    try:
+        key = path.read_bytes()
+        if len(key) >= 32:
+            return key
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = secrets.token_bytes(32)
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    try:
+        os.link(temp, path)  # first writer wins; a concurrent server reads the same key
+    except FileExistsError:
+        key = path.read_bytes()
+    finally:
+        temp.unlink(missing_ok=True)
+    return key
 
 
 def _weights(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
@@ -108,9 +143,12 @@ def _structure_digest(model: onnx.ModelProto) -> bytes:
 
 
 class CompileCache:
-    def __init__(self, directory: Path, max_bytes: int = 2**30) -> None:
+    def __init__(self, directory: Path, max_bytes: int = 2**30, key: bytes | None = None) -> None:
+        """``key`` signs entries; without one, a random key is made, so entries are trusted only
+        by this process."""
         self.directory = Path(directory)
         self.max_bytes = max_bytes
+        self._key = key if key is not None else secrets.token_bytes(32)
         self._context = f"{FORMAT}|{ort.__version__}|{_machine()}"
 
     def session(
@@ -126,8 +164,10 @@ class CompileCache:
         context = f"{self._context}|{providers}|{options.graph_optimization_level}".encode()
         structure = hashlib.sha256(context + _structure_digest(model)).hexdigest()
         contents = hashlib.sha256(context + data).hexdigest()
+        rejected = False
         for key, substitute in ((structure, True), (contents, False)):
-            cached = self._read(key)
+            cached, bad = self._read(key)
+            rejected = rejected or bad
             if cached is not None:
                 session = self._from_cached(cached, model, options, providers, substitute)
                 if session is not None:
@@ -148,29 +188,39 @@ class CompileCache:
                 log.warning("compile cache could not keep %s (%s)", model_file, exc)
         finally:
             scratch.unlink(missing_ok=True)
-        return CompiledSession(session, "miss")
+        return CompiledSession(session, "rejected" if rejected else "miss")
 
     # ---- entries --------------------------------------------------------------------------
     def _path(self, key: str) -> Path:
-        return self.directory / f"{key}.onnx"
+        return self.directory / f"{key}.entry"
 
-    def _read(self, key: str) -> onnx.ModelProto | None:
+    def _mac(self, key: str, payload: bytes) -> bytes:
+        return hmac.new(self._key, f"{FORMAT}|{key}|".encode() + payload, "sha256").digest()
+
+    def _read(self, key: str) -> tuple[onnx.ModelProto | None, bool]:
+        """(the entry stored under ``key``, whether a bad one was discarded)."""
         path = self._path(key)
         try:
-            cached = onnx.load(str(path))
+            data = path.read_bytes()
         except FileNotFoundError:
-            return None
+            return None, False
         except OSError as exc:
             log.warning("compile cache entry %s unreadable (%s)", path, exc)
-            return None
-        except Exception as exc:  # a damaged entry is dropped, never trusted
-            log.warning("compile cache entry %s is damaged (%s); dropping it", path.name, exc)
+            return None, False
+        mac, payload = data[len(MAGIC) : len(MAGIC) + MAC_BYTES], data[len(MAGIC) + MAC_BYTES :]
+        cached = None
+        if data.startswith(MAGIC) and hmac.compare_digest(mac, self._mac(key, payload)):
+            with contextlib.suppress(Exception):
+                cached = onnx.load_from_string(payload)
+        if cached is None:  # tampered with, damaged, or another key's: never trusted
+            log.warning("compile cache entry %s failed its integrity check; discarding it and "
+                        "compiling afresh", path.name)  # fmt: skip
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
-            return None
+            return None, True
         with contextlib.suppress(OSError):
             os.utime(path)  # recently used
-        return cached
+        return cached, False
 
     def _from_cached(self, cached, model, options, providers, substitute: bool):
         if substitute:
@@ -202,14 +252,15 @@ class CompileCache:
                               "uint64_data", "string_data"):  # fmt: skip
                     t.ClearField(field)
         key = structure if passthrough else contents
+        payload = optimised.SerializeToString()
         temp = self.directory / f".{uuid.uuid4().hex}.part"
-        temp.write_bytes(optimised.SerializeToString())
+        temp.write_bytes(MAGIC + self._mac(key, payload) + payload)
         os.replace(temp, self._path(key))
         self._evict()
 
     def _evict(self) -> None:
         entries = []
-        for path in self.directory.glob("*.onnx"):
+        for path in self.directory.glob("*.entry"):
             try:
                 st = path.stat()
             except FileNotFoundError:

@@ -35,8 +35,11 @@ __all__ = ["PythonRuntime"]
 class PythonRuntime(Runtime):
     platform = "python"
 
-    def __init__(self, path: Path, settings: ModelSettings) -> None:
+    def __init__(
+        self, path: Path, settings: ModelSettings, code_dirs: tuple[Path, ...] | None = None
+    ) -> None:
         self.path, self.settings = path, settings
+        self.code_dirs = code_dirs if code_dirs is not None else (path, path.parent)
         self._handler = None
         self._signature: Signature | None = None
 
@@ -46,7 +49,7 @@ class PythonRuntime(Runtime):
             raise VersionFailed(
                 "bad_config", "the python backend needs python.handler in model.yaml"
             )
-        cls = import_class(cfg.handler, [self.path, self.path.parent])
+        cls = import_class(cfg.handler, list(self.code_dirs))
         try:
             handler = cls(**cfg.kwargs)
             handler.load(self.path)

@@ -38,8 +38,15 @@ WEIGHTS = ("weights.safetensors", "weights.pt")
 class TorchRuntime(Runtime):
     platform = "pytorch_libtorch"
 
-    def __init__(self, path: Path, settings: ModelSettings, kind: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        settings: ModelSettings,
+        kind: str,
+        code_dirs: tuple[Path, ...] | None = None,
+    ) -> None:
         self.path, self.settings, self.kind = path, settings, kind
+        self.code_dirs = code_dirs if code_dirs is not None else (path, path.parent)
         self._module = None
         self._signature: Signature | None = None
         self._structure: dict | None = None
@@ -73,7 +80,7 @@ class TorchRuntime(Runtime):
             raise VersionFailed(
                 "bad_config", "weights-only versions need torch.module in model.yaml"
             )
-        cls = import_class(cfg.module, [self.path, self.path.parent])
+        cls = import_class(cfg.module, list(self.code_dirs))
         module = cls(**cfg.kwargs)
         file = next((self.path / n for n in WEIGHTS if (self.path / n).is_file()), None)
         if file is None:

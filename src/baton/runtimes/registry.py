@@ -41,14 +41,22 @@ def backend_of(path: Path, settings: ModelSettings) -> str:
     )
 
 
-def runtime_for(path: Path, settings: ModelSettings, compile_cache=None) -> Runtime:
+def runtime_for(
+    path: Path,
+    settings: ModelSettings,
+    compile_cache=None,
+    code_dirs: tuple[Path, ...] | None = None,
+) -> Runtime:
     """The runtime for a version directory; ``compile_cache`` (a
-    :class:`baton.runtimes.compile_cache.CompileCache`) serves ONNX. Framework packages are
-    imported on load, so a server without them starts fast and fails only those versions.
+    :class:`baton.runtimes.compile_cache.CompileCache`) serves ONNX; ``code_dirs`` are where
+    user code named in model.yaml may be imported from (default: the version directory, then
+    its model directory). Framework packages are imported on load, so a server without them
+    starts fast and fails only those versions.
 
     Raises :class:`VersionFailed` (``no_model_file``) when no backend recognises the directory.
     """
     backend = backend_of(path, settings)
+    code_dirs = code_dirs if code_dirs is not None else (path, path.parent)
     if backend == "onnx":
         from baton.runtimes.onnx import OnnxRuntime
 
@@ -56,7 +64,7 @@ def runtime_for(path: Path, settings: ModelSettings, compile_cache=None) -> Runt
     if backend in ("torchscript", "torch_export", "torch_weights"):
         from baton.runtimes.pytorch import TorchRuntime
 
-        return TorchRuntime(path, settings, backend)
+        return TorchRuntime(path, settings, backend, code_dirs)
     if backend == "tensorflow":
         from baton.runtimes.tf_savedmodel import TensorflowRuntime
 
@@ -68,7 +76,7 @@ def runtime_for(path: Path, settings: ModelSettings, compile_cache=None) -> Runt
     if backend == "python":
         from baton.runtimes.python import PythonRuntime
 
-        return PythonRuntime(path, settings)
+        return PythonRuntime(path, settings, code_dirs)
     if backend == "tensorrt":
         raise VersionFailed(
             "backend_unavailable",

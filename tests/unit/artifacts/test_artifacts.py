@@ -1,13 +1,14 @@
 """Manifests, signatures and publishing: every way a version can be wrong is refused, by name."""
 
 import json
+import shutil
 from pathlib import Path
 
 import onnx
 import pytest
 
 from baton.artifacts.files import VersionFiles, fingerprint
-from baton.artifacts.manifest import MANIFEST, read_manifest, write_manifest
+from baton.artifacts.manifest import MANIFEST, listed_files, read_manifest, write_manifest
 from baton.artifacts.publish import PublishError, next_version, publish
 from baton.artifacts.signing import TrustStore, generate_key_pair, load_private_key, sign_manifest
 from baton.artifacts.verify import Verifier
@@ -34,7 +35,13 @@ def check(directory: Path, trusted=(), require_signature=False, require_manifest
     """Verify as a server with these settings would, for a model with ``model`` settings."""
     verifier = Verifier(TrustStore(trusted), require_manifest, require_signature)
     files = VersionFiles(directory, fingerprint(directory) or "")
-    return verifier(files, model or ModelSettings())
+    facts = verifier(files, model or ModelSettings())
+    copy = facts.pop("load_from", None)
+    if copy is not None:  # the verified copy holds exactly the manifest's files
+        if not facts["delta"]:
+            assert listed_files(copy) == sorted(read_manifest(directory).files)
+        shutil.rmtree(copy)
+    return facts
 
 
 def reason(directory: Path, **kwargs) -> str:
@@ -130,7 +137,7 @@ def test_files_without_a_manifest_when_one_is_required(tmp_path, model_file):
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "model.onnx").write_bytes(model_file.read_bytes())
-    assert check(plain) == {"manifest": False, "signed_by": None}
+    assert check(plain) == {"manifest": False, "signed_by": None, "delta": False}
     assert reason(plain, require_manifest=True) == "missing_manifest"
     assert reason(plain, model=ModelSettings(require_manifest=True)) == "missing_manifest"
     assert reason(plain, require_signature=True) == "unsigned"
@@ -195,3 +202,54 @@ def test_publish_loads_the_model_with_the_models_own_settings(tmp_path):
     version = publish(source, tmp_path / "repo", "m")
     body = read_manifest(version).body
     assert body["framework"] == "python" and body["signature"]["outputs"][0]["name"] == "y"
+
+
+def test_a_hidden_file_in_a_signed_version_is_unexpected(tmp_path, keys, published):
+    (published / ".payload.py").write_text("print('not listed')\n")
+    assert reason(published, trusted=[keys["ci"][1]], require_signature=True) == ("unexpected_file")
+    (published / ".payload.py").unlink()
+    (published / ".cache").mkdir()
+    (published / ".cache" / "x").write_text("x")
+    assert reason(published, trusted=[keys["ci"][1]]) == "unexpected_file"
+
+
+def test_code_named_in_model_yaml_must_be_the_signed_code(tmp_path, keys, model_file):
+    repo = tmp_path / "repo"
+    (repo / "m").mkdir(parents=True)
+    (repo / "m" / "model.yaml").write_text("onnx: {intra_op_num_threads: 1}\n")
+    version = publish(model_file, repo, "m", sign_key=keys["ci"][0])
+    assert read_manifest(version).body["code"] == ModelSettings().code_config()
+    trusted = [keys["ci"][1]]
+    assert check(version, trusted=trusted, require_signature=True)["signed_by"]
+    evil = ModelSettings.model_validate(
+        {"backend": "python", "python": {"handler": "os:system", "kwargs": {"command": "id"}}}
+    )
+    assert reason(version, trusted=trusted, require_signature=True, model=evil) == (
+        "unsigned_config"
+    )
+    # a manifest that records code always binds it, signatures required or not
+    assert reason(version, trusted=trusted, model=evil) == "unsigned_config"
+    # an older manifest without a code record: under require_signature, model.yaml may name none
+    manifest = read_manifest(version)
+    del manifest.body["code"]
+    write_manifest(version, manifest)  # (the signature no longer matches, so sign again)
+    sign_manifest(manifest, load_private_key(keys["ci"][0]))
+    manifest.signatures = manifest.signatures[-1:]
+    write_manifest(version, manifest)
+    assert check(version, trusted=trusted, require_signature=True)["signed_by"]
+    assert reason(version, trusted=trusted, require_signature=True, model=evil) == (
+        "unsigned_config"
+    )
+
+
+def test_what_is_loaded_is_the_verified_copy(tmp_path, keys, published):
+    verifier = Verifier(TrustStore([keys["ci"][1]]), require_signature=True)
+    facts = verifier(VersionFiles(published, fingerprint(published)), ModelSettings())
+    copy = facts["load_from"]
+    try:
+        assert copy.stat().st_mode & 0o777 == 0o700
+        original = (copy / "vocab.txt").read_bytes()
+        (published / "vocab.txt").write_text("swapped after the hash was taken\n")
+        assert (copy / "vocab.txt").read_bytes() == original
+    finally:
+        shutil.rmtree(copy)

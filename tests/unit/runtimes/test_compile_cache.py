@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from baton.dev.demo import affine_model, mlp_model, with_new_head
-from baton.runtimes.compile_cache import CompileCache
+from baton.runtimes.compile_cache import MAC_BYTES, MAGIC, CompileCache, load_or_create_key
 
 X = np.random.default_rng(0).standard_normal((2, 32)).astype(np.float32)
 
@@ -61,7 +61,7 @@ def test_a_weights_only_update_hits_and_uses_the_new_weights(cache, tmp_path):
     assert outcome == "hit"
     np.testing.assert_allclose(answer, reference(v2), rtol=1e-6)
     assert not np.allclose(answer, reference(v1))
-    entry = next((tmp_path / "cache").glob("*.onnx"))
+    entry = next((tmp_path / "cache").glob("*.entry"))
     assert entry.stat().st_size < v2.stat().st_size / 10  # stored without its weights
 
 
@@ -117,18 +117,43 @@ def test_merged_equal_weights_are_not_reused_for_unequal_ones(cache, tmp_path):
 def test_a_damaged_entry_is_dropped(cache, tmp_path):
     path = save(mlp_model(width=32, layers=6), tmp_path / "v1" / "model.onnx")
     load(cache, path)
-    entry = next((tmp_path / "cache").glob("*.onnx"))
+    entry = next((tmp_path / "cache").glob("*.entry"))
     entry.write_bytes(b"garbage")
     outcome, answer = load(cache, path)
-    assert outcome == "miss"
+    assert outcome == "rejected"  # discarded, compiled afresh
     np.testing.assert_allclose(answer, reference(path), rtol=1e-6)
+    assert load(cache, path)[0] == "hit"  # and stored again
+
+
+def test_a_poisoned_entry_is_refused_even_when_well_formed(cache, tmp_path):
+    """An attacker who can write the cache directory (but not read the server's key) swaps in
+    a valid graph that computes something else: its MAC does not check out."""
+    v1 = save(affine_model(1.0, width=32), tmp_path / "v1" / "model.onnx")
+    evil = save(affine_model(1000.0, width=32), tmp_path / "evil" / "model.onnx")
+    load(cache, v1)
+    entry = next((tmp_path / "cache").glob("*.entry"))
+    data = entry.read_bytes()
+    header = data[: len(MAGIC) + MAC_BYTES]
+    entry.write_bytes(header + onnx.load(str(evil)).SerializeToString())  # same MAC, other graph
+    outcome, answer = load(cache, v1)
+    assert outcome == "rejected"
+    np.testing.assert_allclose(answer, reference(v1), rtol=1e-6)
+    other_key = CompileCache(tmp_path / "cache", key=b"k" * 32)  # another server's entries
+    assert load(other_key, v1)[0] == "rejected"
+
+
+def test_the_key_is_kept_private_and_reused(tmp_path):
+    path = tmp_path / "state" / "compile-cache.key"
+    key = load_or_create_key(path)
+    assert len(key) == 32 and load_or_create_key(path) == key
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_the_cache_stays_under_its_size_bound(tmp_path):
     cache = CompileCache(tmp_path / "cache", max_bytes=1)  # room for the newest entry only
     for layers in (3, 4, 5):
         load(cache, save(mlp_model(width=32, layers=layers), tmp_path / f"{layers}" / "m.onnx"))
-    assert len(list((tmp_path / "cache").glob("*.onnx"))) <= 1
+    assert len(list((tmp_path / "cache").glob("*.entry"))) <= 1
     assert not list((tmp_path / "cache").glob(".*"))  # no scratch files left behind
 
 

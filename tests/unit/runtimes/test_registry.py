@@ -2,8 +2,9 @@
 
 import pytest
 
+from baton.artifacts.files import VersionFiles
 from baton.errors import VersionFailed
-from baton.runtimes.common import declared_signature, require
+from baton.runtimes.common import declared_signature, import_class, require
 from baton.runtimes.registry import backend_of
 from baton.settings import ModelSettings, PythonSettings
 
@@ -55,3 +56,46 @@ def test_declared_signatures_need_datatypes_and_shapes():
     )
     sig = declared_signature(full, "TorchScript")
     assert [t.name for t in sig.inputs] == ["x"] and sig.outputs[0].datatype == "INT64"
+
+
+HANDLER = "class Handler:\n    made_here = True\n"
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("../evil.py:Handler", "must be a path inside the version"),
+        ("/tmp/evil.py:Handler", "must be a path inside the version"),
+        ("sub/../../evil.py:Handler", "must be a path inside the version"),
+        ("link.py:Handler", "leads out of"),
+        ("missing.py:Handler", "not found"),
+        ("handler.py", "must look like 'module:Class'"),
+    ],
+)
+def test_user_code_never_comes_from_outside_its_directories(tmp_path, spec, match):
+    version = tmp_path / "m" / "1"
+    version.mkdir(parents=True)
+    (tmp_path / "evil.py").write_text(HANDLER)
+    (tmp_path / "m" / "evil.py").write_text(HANDLER)
+    (version / "link.py").symlink_to(tmp_path / "evil.py")
+    with pytest.raises(VersionFailed, match=match):
+        import_class(spec, [version])
+
+
+def test_user_code_is_run_from_the_bytes_read_and_writes_no_bytecode(tmp_path):
+    version = tmp_path / "1"
+    (version / "pkg").mkdir(parents=True)
+    (version / "pkg" / "handler.py").write_text(HANDLER)
+    cls = import_class("pkg/handler.py:Handler", [version])
+    assert cls.made_here
+    assert sorted(p.name for p in version.rglob("*")) == ["handler.py", "pkg"]
+
+
+def test_a_verified_version_imports_code_only_from_itself(tmp_path):
+    version = tmp_path / "m" / "1"
+    version.mkdir(parents=True)
+    (tmp_path / "m" / "handler.py").write_text(HANDLER)  # beside model.yaml: not verified
+    assert VersionFiles(version, "fp").code_dirs == (version, version.parent)
+    verified = VersionFiles(version, "fp", verified=True)
+    with pytest.raises(VersionFailed, match="not found"):
+        import_class("handler.py:Handler", list(verified.code_dirs))
