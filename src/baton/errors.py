@@ -6,8 +6,12 @@ and gRPC status code that a protocol adapter answers with, so adapters never gue
     BatonError                      500 INTERNAL
     ├── InvalidRequest              400 INVALID_ARGUMENT   malformed body, wrong dtype/shape/size
     │   └── PayloadTooLarge         413 RESOURCE_EXHAUSTED body over the configured limit
+    ├── Unauthenticated             401 UNAUTHENTICATED    no token, or one the server does not know
+    ├── Forbidden                   403 PERMISSION_DENIED  a token without the scope, or a control
+    │                                                      request refused by configuration
     ├── NotFound                    404 NOT_FOUND          unknown model, version or label
     ├── Conflict                    409 FAILED_PRECONDITION request conflicts with current state
+    ├── TooManyRequests             429 RESOURCE_EXHAUSTED the in-flight request limit is reached
     ├── Unavailable                 503 UNAVAILABLE        model known but nothing is serving
     └── VersionFailed               (not raised to clients) a version could not become READY;
                                     ``reason`` is a short machine-readable code for metrics
@@ -23,9 +27,12 @@ __all__ = [
     "BatonError",
     "ConfigurationError",
     "Conflict",
+    "Forbidden",
     "InvalidRequest",
     "NotFound",
     "PayloadTooLarge",
+    "TooManyRequests",
+    "Unauthenticated",
     "Unavailable",
     "VersionFailed",
 ]
@@ -56,6 +63,21 @@ class NotFound(BatonError):
 class Conflict(BatonError):
     http_status = 409
     grpc_code = "FAILED_PRECONDITION"
+
+
+class Unauthenticated(BatonError):
+    http_status = 401
+    grpc_code = "UNAUTHENTICATED"
+
+
+class Forbidden(BatonError):
+    http_status = 403
+    grpc_code = "PERMISSION_DENIED"
+
+
+class TooManyRequests(BatonError):
+    http_status = 429
+    grpc_code = "RESOURCE_EXHAUSTED"
 
 
 class Unavailable(BatonError):

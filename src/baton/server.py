@@ -136,7 +136,10 @@ class BatonServer:
             **extra,
         )
         self.dataplane = DataPlane(
-            self.manager, self.metrics, session_parameter=settings.session_parameter
+            self.manager,
+            self.metrics,
+            session_parameter=settings.session_parameter,
+            max_inflight=settings.max_inflight,
         )
         if sources is None:
             sources = []

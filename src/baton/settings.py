@@ -292,6 +292,9 @@ class ServerSettings(BaseSettings):
     poll_interval: Duration = Field(default=1.0, gt=0)
     poll_jitter: float = Field(default=0.1, ge=0, le=1, description="fraction of the interval")
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_inflight: int = Field(
+        default=1024, ge=0, description="inference requests in flight at once; 0 = no limit"
+    )
     infer_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
     shutdown_timeout: Duration = Field(default=30.0, ge=0)
     rollout_period: Duration = Field(

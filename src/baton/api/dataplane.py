@@ -8,15 +8,17 @@ chosen version's signature, takes a lease on that version's handle and runs it o
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from baton import __version__
+from baton.api.internal import internal_error
 from baton.control.lifecycle import VersionState
 from baton.control.manager import Manager
-from baton.errors import BatonError, InvalidRequest, NotFound
+from baton.errors import BatonError, InvalidRequest, NotFound, TooManyRequests
 from baton.loading.contract import check_inputs
 from baton.observe.metrics import Metrics
 from baton.serving.handle import HandleClosed, VersionHandle
@@ -27,6 +29,7 @@ from baton.types import datatype_of
 
 __all__ = ["DataPlane", "InferRequest", "InferResponse", "OutputTensor"]
 
+log = logging.getLogger("baton.api")
 EXTENSIONS = ("binary_tensor_data", "model_repository")
 
 
@@ -62,9 +65,12 @@ class DataPlane:
         metrics: Metrics,
         server_name: str = "baton",
         session_parameter: str | None = "session",
+        max_inflight: int = 0,
     ) -> None:
         self._manager = manager
         self._metrics = metrics
+        self.max_inflight = max_inflight  # 0 = no limit
+        self.inflight = 0
         self.server_name = server_name
         self.session_parameter = session_parameter
         self.shutting_down = False
@@ -134,7 +140,27 @@ class DataPlane:
         While a canary splits traffic, an unversioned request that the candidate fails is
         answered by the stable version instead (the failure still counts against the
         candidate), so a bad candidate costs clients nothing. In a shadow step, a copy of each
-        unversioned request goes to the candidate after the stable version has answered."""
+        unversioned request goes to the candidate after the stable version has answered.
+
+        Beyond ``max_inflight`` requests at once, a request is refused at once
+        (:class:`TooManyRequests`: 429 / ``RESOURCE_EXHAUSTED``)."""
+        if self.max_inflight and self.inflight >= self.max_inflight:
+            raise TooManyRequests(
+                f"the server has {self.inflight} requests in flight, its limit "
+                f"(--max-inflight {self.max_inflight}); retry shortly"
+            )
+        self.inflight += 1
+        try:
+            return await self._infer(model, version, request)
+        finally:
+            self.inflight -= 1
+
+    def metric_model(self, model: str) -> str:
+        """The ``model`` label for a refused request: the name for a model the server knows,
+        ``unknown`` for anything else (so clients cannot mint label values)."""
+        return model if model in self._manager.models() else "unknown"
+
+    async def _infer(self, model: str, version: str | None, request: InferRequest) -> InferResponse:
         for _ in range(2):
             route = self._manager.serving_map.get(model)
             if route is None:
@@ -194,7 +220,7 @@ class DataPlane:
             failed.inc()
             if window is not None:
                 window.record_error()
-            raise _inference_error(exc) from exc
+            raise _inference_error(exc, handle) from exc
         finally:
             inflight.dec()
             handle.release()
@@ -212,11 +238,12 @@ class DataPlane:
         return None if value is None or isinstance(value, bool) else str(value)
 
 
-def _inference_error(exc: Exception) -> BatonError:
+def _inference_error(exc: Exception, handle: VersionHandle) -> BatonError:
     if isinstance(exc, BatonError):
         return exc
     text = f"{type(exc).__name__}: {exc}"
     # ONNX Runtime reports bad input values (e.g. an index out of range) as INVALID_ARGUMENT.
     if "INVALID_ARGUMENT" in text:
         return InvalidRequest(f"inference failed: {text}")
-    return BatonError(f"inference failed: {text}")
+    where = f"model '{handle.model}' version {handle.version} failed"
+    return BatonError(internal_error(log, where).replace("internal error", where, 1))

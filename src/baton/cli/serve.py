@@ -39,6 +39,9 @@ def add_commands(sub) -> None:
                        help="time between repository polls, e.g. 1s (default 1s)")  # fmt: skip
     serve.add_argument("--max-concurrent-loads", type=int, metavar="N",
                        help="versions loading at once, across all models (default 2)")  # fmt: skip
+    serve.add_argument("--max-inflight", type=int, metavar="N",
+                       help="inference requests in flight at once before 429 (default 1024; "
+                       "0 = no limit)")  # fmt: skip
     serve.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     serve.add_argument(
         "--trusted-key", type=Path, action="append", default=[], metavar="PUBFILE",
@@ -62,6 +65,7 @@ def _settings(args: argparse.Namespace):
             "grpc_port": args.grpc_port,
             "poll_interval": args.poll_interval,
             "max_concurrent_loads": args.max_concurrent_loads,
+            "max_inflight": args.max_inflight,
             "log_level": args.log_level,
             "trusted_keys": tuple(args.trusted_key) or None,
             "require_signature": args.require_signature or None,

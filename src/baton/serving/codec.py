@@ -19,6 +19,8 @@ from baton.types import DATATYPES
 __all__ = ["decode_json", "decode_raw", "element_count", "encode_json", "encode_raw"]
 
 _LEN = struct.Struct("<I")
+#: The most elements one tensor may declare (checked before anything is allocated for it).
+MAX_ELEMENTS = 2**31
 # Which kinds numpy infers from JSON values may be cast to each target kind.
 _ACCEPTS = {"b": "b", "i": "iu", "u": "iu", "f": "biuf"}
 
@@ -29,7 +31,25 @@ def element_count(name: str, shape: object) -> int:
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise InvalidRequest(f"tensor '{name}': shape must be a list of non-negative integers")
-    return math.prod(shape)
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS:
+        raise InvalidRequest(
+            f"tensor '{name}': shape {list(shape)} declares {count} elements; "
+            f"at most {MAX_ELEMENTS} are accepted"
+        )
+    return count
+
+
+def _nesting(data: list) -> int:
+    """How deeply ``data`` nests lists, following first elements (cheap; numpy checks the
+    rest when it builds the array)."""
+    depth = 0
+    while isinstance(data, list):
+        depth += 1
+        if not data:
+            break
+        data = data[0]
+    return depth
 
 
 def _check_datatype(name: str, datatype: object) -> np.dtype:
@@ -45,6 +65,10 @@ def decode_json(name: str, datatype: str, shape: list[int], data: object) -> np.
     count = element_count(name, shape)
     if not isinstance(data, list):
         data = [data]
+    if _nesting(data) > max(len(shape), 1):
+        raise InvalidRequest(
+            f"tensor '{name}': data nests deeper than its shape {list(shape)} allows"
+        )
     try:
         if datatype == "BYTES":
             flat = np.array(data, dtype=object).reshape(-1)

@@ -63,7 +63,10 @@ def test_raw_decoding_does_not_copy():
         ("INT32", [2], [1.5, 2.5], "must hold integers"),
         ("BOOL", [2], [1, 0], "must hold booleans"),
         ("BYTES", [2], [1, 2], "BYTES elements must be strings"),
-        ("FP32", [2], [[1.0], [2.0, 3.0]], "not a valid FP32 array"),
+        ("FP32", [2, 2], [[1.0], [2.0, 3.0]], "not a valid FP32 array"),  # ragged
+        ("FP32", [2], [[1.0], [2.0]], "nests deeper than its shape"),
+        ("FP32", [2], [[[[[[1.0]]]]]], "nests deeper than its shape"),
+        ("FP32", [2**20, 2**20, 2**20], [1.0], "at most 2147483648 are accepted"),
         ("UINT8", [1], [300], "out of range for UINT8"),
         ("UINT64", [1], [-1], "out of range for UINT64"),
         ("INT8", [1], [True], "must hold integers"),

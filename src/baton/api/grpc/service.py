@@ -15,6 +15,7 @@ import grpc
 from baton.api.context import ApiContext
 from baton.api.grpc import inference_pb2 as pb
 from baton.api.grpc.codec import decode_request, encode_response
+from baton.api.internal import internal_error
 from baton.errors import BatonError
 
 __all__ = ["InferenceServicer", "start_grpc_server"]
@@ -105,11 +106,12 @@ def _with_status(
             return await method(request)
         except BatonError as exc:
             model = getattr(request, "model_name", "") or getattr(request, "name", "")
-            ctx.metrics.rejected.labels(model, str(exc.http_status)).inc()
+            label = ctx.dataplane.metric_model(model)
+            ctx.metrics.rejected.labels(label, str(exc.http_status)).inc()
             await context.abort(grpc.StatusCode[exc.grpc_code], str(exc))
-        except Exception as exc:
-            log.exception("unexpected error in %s", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        except Exception:
+            message = internal_error(log, f"unexpected error in {method.__name__}")
+            await context.abort(grpc.StatusCode.INTERNAL, message)
 
     return handler
 

@@ -1,7 +1,7 @@
 """The HTTP application: v2 REST and admin routes under Starlette, the infer fast path in front.
 
 Errors become ``{"error": "..."}`` with the status their class carries; anything unexpected is
-logged with its traceback and answered 500 without internals.
+logged with its traceback under a request id and answered 500 naming only that id.
 
     app = build_app(context, lifespan)   # an ASGI app for uvicorn
 """
@@ -19,6 +19,7 @@ from starlette.responses import Response
 from baton.api.context import ApiContext
 from baton.api.http import admin, rest
 from baton.api.http.fast_infer import FastInferPath
+from baton.api.internal import internal_error
 from baton.errors import BatonError
 
 __all__ = ["build_app"]
@@ -29,8 +30,8 @@ log = logging.getLogger("baton.api")
 def build_app(ctx: ApiContext, lifespan: Callable) -> FastInferPath:
     async def baton_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BatonError)
-        ctx.metrics.rejected.labels(request.path_params.get("model", ""),
-                                    str(exc.http_status)).inc()  # fmt: skip
+        model = ctx.dataplane.metric_model(request.path_params.get("model", ""))
+        ctx.metrics.rejected.labels(model, str(exc.http_status)).inc()
         return rest.json_response({"error": str(exc)}, exc.http_status)
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -38,8 +39,9 @@ def build_app(ctx: ApiContext, lifespan: Callable) -> FastInferPath:
         return rest.json_response({"error": exc.detail}, exc.status_code)
 
     async def unexpected_error(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return rest.json_response({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+        where = f"unexpected error on {request.method} {request.url.path}"
+        message = internal_error(log, where, exc_info=(type(exc), exc, exc.__traceback__))
+        return rest.json_response({"error": message}, 500)
 
     app = Starlette(
         routes=[*rest.routes, *admin.routes],

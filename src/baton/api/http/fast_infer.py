@@ -14,6 +14,7 @@ import orjson
 
 from baton.api.context import ApiContext
 from baton.api.http.codec import decompress, encode_response, parse_request
+from baton.api.internal import internal_error
 from baton.errors import BatonError, PayloadTooLarge
 
 __all__ = ["FastInferPath", "infer_route"]
@@ -76,12 +77,12 @@ class FastInferPath:
             content, extra = encode_response(result, parsed)
             status = 200
         except BatonError as exc:
-            self.ctx.metrics.rejected.labels(model, str(exc.http_status)).inc()
+            label = self.ctx.dataplane.metric_model(model)
+            self.ctx.metrics.rejected.labels(label, str(exc.http_status)).inc()
             status, content, extra = exc.http_status, _error(str(exc)), {}
-        except Exception as exc:
-            log.exception("unexpected error on %s", scope["path"])
-            status, content = 500, _error(f"internal error: {type(exc).__name__}: {exc}")
-            extra = {}
+        except Exception:
+            message = internal_error(log, f"unexpected error on {scope['path']}")
+            status, content, extra = 500, _error(message), {}
         await _respond(send, status, content, extra)
 
     async def _body(self, headers: dict[bytes, bytes], receive) -> bytes | None:
