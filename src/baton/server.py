@@ -25,11 +25,15 @@ from pathlib import Path
 import grpc
 import uvicorn
 
+from baton.api.auth import AccessPolicy, TokenStore
 from baton.api.context import ApiContext
 from baton.api.dataplane import DataPlane
 from baton.api.grpc import start_grpc_server
+from baton.api.grpc.auth import AuthInterceptor
 from baton.api.http.app import build_app
+from baton.api.http.auth import AuthGate
 from baton.api.repository import Repository
+from baton.api.tls import TlsConfig
 from baton.artifacts.signing import TrustStore
 from baton.artifacts.verify import Verifier, remove_stale_snapshots
 from baton.control.manager import Manager
@@ -109,6 +113,7 @@ class BatonServer:
         runtime_factory: RuntimeFactory | None = None,
     ) -> None:
         self.settings = settings
+        self.access, self.tls = self._security(settings)
         self._audit_failing = False
         self.audit = self._open_audit_log(settings)
         self.events = EventBus()
@@ -158,11 +163,26 @@ class BatonServer:
             self.metrics,
             self.events,
             self.repository,
+            self.access,
             self.audit.path if self.audit else None,
         )
         self._grpc: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task] = []
-        self.app = build_app(self.context, self._lifespan)
+        self.app = AuthGate(build_app(self.context, self._lifespan), self.access, self.events)
+
+    @staticmethod
+    def _security(settings: ServerSettings) -> tuple[AccessPolicy, TlsConfig | None]:
+        """Tokens and TLS, checked before anything starts: invalid ones fail closed."""
+        try:
+            tokens = TokenStore.load(settings.tokens) if settings.tokens else None
+            access = AccessPolicy(
+                tokens, settings.host, protect_inference=settings.protect_inference,
+                insecure_admin=settings.insecure_admin,
+            )  # fmt: skip
+            tls = TlsConfig.from_files(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        return access, tls
 
     def _audit_failed(self, exc: OSError) -> None:
         """A write to the audit log failed: count it; report the first of a run as an event."""
@@ -218,12 +238,16 @@ class BatonServer:
         flag = "--grpc-port (0 turns gRPC off)"
         bind_socket(host, port, "gRPC port", flag).close()  # a clear error before gRPC's own
         try:
-            self._grpc = await start_grpc_server(self.context, host, port)
+            self._grpc = await start_grpc_server(
+                self.context, host, port,
+                interceptors=[AuthInterceptor(self.access, self.events)],
+                credentials=self.tls.grpc_credentials() if self.tls else None,
+            )  # fmt: skip
         except RuntimeError as exc:
             raise ConfigurationError(
                 f"gRPC port {port} on {host} is not available ({exc}); choose another with {flag}"
             ) from None
-        log.info("gRPC serving on %s:%d", host, port)
+        log.info("gRPC%s serving on %s:%d", " (TLS)" if self.tls else "", host, port)
 
     async def start(self) -> None:
         """Start the reconcile loop, the sources and the GC tuning (gRPC and HTTP are started
@@ -272,6 +296,8 @@ class BatonServer:
             if self.audit is not None:
                 self.audit.close()
             raise
+        if (warning := self.access.warning()) is not None:
+            log.warning("%s; give --tokens to require them", warning)
         config = uvicorn.Config(
             self.app,
             host=self.settings.host,
@@ -280,5 +306,6 @@ class BatonServer:
             access_log=self.settings.access_log,
             timeout_graceful_shutdown=self.settings.shutdown_timeout,
             lifespan="on",
+            **(self.tls.uvicorn_options() if self.tls else {}),
         )
         await uvicorn.Server(config).serve(sockets=[sock])

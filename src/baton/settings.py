@@ -332,6 +332,20 @@ class ServerSettings(BaseSettings):
     trusted_keys: tuple[Path, ...] = Field(
         default=(), description="Ed25519 public keys (PEM) whose signatures are accepted"
     )
+    tokens: Path | None = Field(
+        default=None, description="token file (see `baton token new`); control needs tokens"
+    )
+    protect_inference: bool = Field(
+        default=False, description="inference and metadata need a token with the infer scope"
+    )
+    insecure_admin: bool = Field(
+        default=False, description="accept control requests without tokens beyond loopback"
+    )
+    tls_cert: Path | None = Field(default=None, description="PEM certificate: HTTPS and gRPC TLS")
+    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
+    tls_client_ca: Path | None = Field(
+        default=None, description="PEM CA that client certificates must be signed by (mTLS)"
+    )
     log_level: str = "info"
     access_log: bool = False
 

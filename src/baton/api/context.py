@@ -7,6 +7,7 @@ from pathlib import Path
 
 from starlette.requests import Request
 
+from baton.api.auth import AccessPolicy
 from baton.api.dataplane import DataPlane
 from baton.api.repository import Repository
 from baton.control.manager import Manager
@@ -25,6 +26,7 @@ class ApiContext:
     metrics: Metrics
     events: EventBus
     repository: Repository
+    access: AccessPolicy
     audit_path: Path | None = None
 
 

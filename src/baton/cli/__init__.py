@@ -7,11 +7,14 @@
     baton rollout start MODEL --to V [--steps 1,5,25,50,100] [--interval 30s]
     baton rollout status|promote|pause|resume|abort MODEL
     baton keygen STEM | verify VERSION_DIR [--trusted-key PUB] [--require-signature]
+    baton token new NAME --scope infer|read|operate --tokens FILE
     baton publish MODEL_FILE_OR_DIR --repository DIR --model NAME [--version N] [--sign KEY]
     baton demo-repository DIR [--add-version N]   # the demo used by `make run`
 
-Client commands talk to ``--url`` (default ``$BATON_URL`` or http://127.0.0.1:8000) and print
-tables, or the server's JSON with ``--json``; both flags go before or after the subcommand.
+Client commands talk to ``--url`` (default ``$BATON_URL`` or http://127.0.0.1:8000), with
+``--token`` (``$BATON_TOKEN``) for a server started with ``--tokens`` and ``--ca-cert``
+(``$BATON_CA_CERT``) for one with its own CA, and print tables, or the server's JSON with
+``--json``; these flags go before or after the subcommand.
 Errors are one line on stderr and a non-zero exit status.
 """
 
@@ -20,7 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from baton.cli import artifacts, demo, models, rollout, serve
+from baton.cli import artifacts, demo, models, rollout, serve, token
 from baton.cli.common import CliError, fill_global_defaults, global_flags
 
 __all__ = ["main"]
@@ -42,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     models.add_commands(sub, flags)
     rollout.add_commands(sub, flags)
     artifacts.add_commands(sub)
+    token.add_commands(sub)
     demo.add_commands(sub)
     return parser
 
@@ -58,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
             rollout.run(args)
         elif args.command in artifacts.COMMANDS:
             artifacts.run(args)
+        elif args.command == "token":
+            token.run(args)
         else:
             demo.run(args)
     except CliError as exc:

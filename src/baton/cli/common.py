@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import httpx
 import orjson
@@ -48,6 +49,18 @@ def global_flags() -> argparse.ArgumentParser:
         help=f"server for client commands (default: $BATON_URL or {DEFAULT_URL})",
     )
     flags.add_argument(
+        "--token",
+        default=argparse.SUPPRESS,
+        help="bearer token for a server with --tokens (default: $BATON_TOKEN)",
+    )
+    flags.add_argument(
+        "--ca-cert",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="PEM",
+        help="CA to trust for an https:// server (default: $BATON_CA_CERT, else the system's)",
+    )
+    flags.add_argument(
         "--json",
         action="store_true",
         default=argparse.SUPPRESS,
@@ -61,6 +74,11 @@ def fill_global_defaults(args: argparse.Namespace) -> None:
         args.url = os.environ.get("BATON_URL", DEFAULT_URL)
     if not hasattr(args, "json"):
         args.json = False
+    if not hasattr(args, "token"):
+        args.token = os.environ.get("BATON_TOKEN")
+    if not hasattr(args, "ca_cert"):
+        ca = os.environ.get("BATON_CA_CERT")
+        args.ca_cert = Path(ca) if ca else None
 
 
 def duration(text: str) -> float:
@@ -84,15 +102,23 @@ def steps(text: str) -> list[float]:
 class Client:
     """The admin API at ``url``; every failure is a :class:`CliError` with the server's reason."""
 
-    def __init__(self, url: str, timeout: float = 330.0) -> None:
+    def __init__(self, url: str, timeout: float = 330.0, token: str | None = None,
+                 ca_cert: Path | None = None) -> None:  # fmt: skip
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.verify: str | bool = str(ca_cert) if ca_cert else True
+
+    @staticmethod
+    def of(args: argparse.Namespace, timeout: float = 330.0) -> Client:
+        return Client(args.url, timeout, args.token, args.ca_cert)
 
     def call(self, method: str, path: str, body: dict | None = None, **params) -> object:
         try:
             response = httpx.request(
-                method, self.url + path, json=body, params=params or None, timeout=self.timeout
-            )
+                method, self.url + path, json=body, params=params or None, timeout=self.timeout,
+                headers=self.headers, verify=self.verify,
+            )  # fmt: skip
         except httpx.HTTPError as exc:
             raise CliError(f"cannot reach {self.url}: {exc or type(exc).__name__}") from None
         if response.status_code >= 400:

@@ -86,7 +86,7 @@ def _events(entries: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    client = Client(args.url, timeout=getattr(args, "wait", 0) + 60)
+    client = Client.of(args, timeout=getattr(args, "wait", 0) + 60)
     cmd = args.command
     if cmd == "models":
         doc = client.call("GET", "/admin/models")

@@ -24,7 +24,7 @@ def add_commands(sub, flags: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    client = Client(args.url, timeout=args.wait + 300)
+    client = Client.of(args, timeout=args.wait + 300)
     path = f"/admin/models/{args.model}/rollout"
     if args.action == "start":
         if args.to is None:

@@ -51,6 +51,20 @@ def add_commands(sub) -> None:
                        help="load only versions signed by a trusted key")  # fmt: skip
     serve.add_argument("--require-manifest", action="store_true",
                        help="load only versions with a baton-manifest.json")  # fmt: skip
+    security = serve.add_argument_group("access and TLS")
+    security.add_argument("--tokens", type=Path, metavar="FILE",
+                          help="token file (baton token new); control requests then need a "
+                          "token with the right scope")  # fmt: skip
+    security.add_argument("--protect-inference", action="store_true",
+                          help="inference and metadata need a token (infer scope)")  # fmt: skip
+    security.add_argument("--insecure-admin", action="store_true",
+                          help="accept control requests without tokens on a non-loopback "
+                          "address (not recommended)")  # fmt: skip
+    security.add_argument("--tls-cert", type=Path, metavar="PEM",
+                          help="serve HTTPS and gRPC over TLS with this certificate")  # fmt: skip
+    security.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
+    security.add_argument("--tls-client-ca", type=Path, metavar="PEM",
+                          help="require client certificates signed by this CA (mTLS)")  # fmt: skip
 
 
 def _settings(args: argparse.Namespace):
@@ -70,6 +84,12 @@ def _settings(args: argparse.Namespace):
             "trusted_keys": tuple(args.trusted_key) or None,
             "require_signature": args.require_signature or None,
             "require_manifest": args.require_manifest or None,
+            "tokens": args.tokens,
+            "protect_inference": args.protect_inference or None,
+            "insecure_admin": args.insecure_admin or None,
+            "tls_cert": args.tls_cert,
+            "tls_key": args.tls_key,
+            "tls_client_ca": args.tls_client_ca,
         }.items()
         if v is not None
     }
@@ -91,7 +111,6 @@ def _settings(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> None:
     settings = _settings(args)
     from baton.errors import ConfigurationError
-    from baton.server import BatonServer
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -102,9 +121,15 @@ def run(args: argparse.Namespace) -> None:
         signal.signal(sig, lambda *_: None)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(BatonServer(settings).serve())
+            runner.run(_serve(settings))
     except ConfigurationError as exc:
         raise CliError(f"serve: {exc}") from None
+
+
+async def _serve(settings) -> None:
+    from baton.server import BatonServer
+
+    await BatonServer(settings).serve()
 
 
 def _loop_factory():

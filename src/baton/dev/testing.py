@@ -42,6 +42,7 @@ class ServerProcess:
     process: subprocess.Popen
     log: Path
     repository: Path
+    verify: str | bool = True  # the CA file an https:// server is checked against
 
     @classmethod
     def start(
@@ -55,8 +56,10 @@ class ServerProcess:
         wait_ready: bool = True,
         timeout: float = 60,
         args: tuple[str, ...] = (),
+        ca_cert: Path | None = None,
     ) -> ServerProcess:
-        """Start ``baton serve`` on free ports; ``args`` are extra command-line flags."""
+        """Start ``baton serve`` on free ports; ``args`` are extra command-line flags. With
+        ``--tls-cert`` among them, the server is reached over https, trusting ``ca_cert``."""
         port, grpc_port = free_port(), free_port()
         command = [
             sys.executable, "-m", "baton.cli", "serve", "--repository", str(repository),
@@ -70,7 +73,9 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
-        server = cls(f"http://127.0.0.1:{port}", port, grpc_port, process, log, repository)
+        scheme = "https" if "--tls-cert" in args else "http"
+        server = cls(f"{scheme}://127.0.0.1:{port}", port, grpc_port, process, log, repository,
+                     str(ca_cert) if ca_cert else True)  # fmt: skip
         if wait_ready:
             server.wait_ready(timeout)
         return server
@@ -92,9 +97,10 @@ class ServerProcess:
                     f"server exited with {self.process.returncode}:\n{self.output()}"
                 )
             try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:
+                ready = httpx.get(f"{self.url}/v2/health/ready", timeout=1, verify=self.verify)
+                if ready.status_code == 200:
                     return
-            except httpx.TransportError:
+            except (httpx.TransportError, httpx.HTTPError):
                 pass
             if time.monotonic() > deadline:
                 self.stop()

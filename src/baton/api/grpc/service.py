@@ -116,15 +116,24 @@ def _with_status(
     return handler
 
 
-async def start_grpc_server(ctx: ApiContext, host: str, port: int) -> grpc.aio.Server:
-    """Start serving on ``host:port`` (on the running loop); returns the server to stop later."""
+async def start_grpc_server(
+    ctx: ApiContext,
+    host: str,
+    port: int,
+    *,
+    interceptors: list[grpc.aio.ServerInterceptor] | None = None,
+    credentials: grpc.ServerCredentials | None = None,
+) -> grpc.aio.Server:
+    """Start serving on ``host:port`` (on the running loop), over TLS with ``credentials``;
+    returns the server to stop later."""
     limit = ctx.settings.max_request_bytes
     server = grpc.aio.server(
+        interceptors=interceptors or (),
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", -1),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
     servicer = InferenceServicer(ctx)
     handlers = {
@@ -136,7 +145,13 @@ async def start_grpc_server(ctx: ApiContext, host: str, port: int) -> grpc.aio.S
         for name, (request, response) in _RPCS.items()
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    if server.add_insecure_port(f"{host}:{port}") == 0:
-        raise OSError(f"cannot bind gRPC to {host}:{port}")
+    address = f"{host}:{port}"
+    bound = (
+        server.add_secure_port(address, credentials)
+        if credentials is not None
+        else server.add_insecure_port(address)
+    )
+    if bound == 0:
+        raise OSError(f"cannot bind gRPC to {address}")
     await server.start()
     return server
