@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import ssl
 import sys
 from pathlib import Path
 
@@ -107,7 +108,9 @@ class Client:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.headers = {"authorization": f"Bearer {token}"} if token else {}
-        self.verify: str | bool = str(ca_cert) if ca_cert else True
+        self.verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(ca_cert)) if ca_cert else True
+        )
 
     @staticmethod
     def of(args: argparse.Namespace, timeout: float = 330.0) -> Client:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -42,7 +43,7 @@ class ServerProcess:
     process: subprocess.Popen
     log: Path
     repository: Path
-    verify: str | bool = True  # the CA file an https:// server is checked against
+    verify: ssl.SSLContext | bool = True  # how an https:// server's certificate is checked
 
     @classmethod
     def start(
@@ -74,8 +75,9 @@ class ServerProcess:
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         scheme = "https" if "--tls-cert" in args else "http"
+        verify = ssl.create_default_context(cafile=str(ca_cert)) if ca_cert else True
         server = cls(f"{scheme}://127.0.0.1:{port}", port, grpc_port, process, log, repository,
-                     str(ca_cert) if ca_cert else True)  # fmt: skip
+                     verify)  # fmt: skip
         if wait_ready:
             server.wait_ready(timeout)
         return server
