@@ -186,7 +186,7 @@ def test_mutual_tls_requires_a_client_certificate(server_factory, repo, tmp_path
 
     wait_for(ready, timeout=60)
     with pytest.raises(httpx.TransportError):
-        httpx.get(f"{server.url}/v2/health/ready", verify=str(pki.ca), timeout=5)
+        httpx.get(f"{server.url}/v2/health/ready", verify=server.verify, timeout=5)
     g = tgrpc.InferenceServerClient(
         server.grpc_hostport, ssl=True, root_certificates=str(pki.ca),
         private_key=str(pki.client_key), certificate_chain=str(pki.client_cert),

@@ -123,6 +123,8 @@ def read_audit_log(path: Path, limit: int | None = None) -> tuple[list[dict], in
     """The entries of an audit log, oldest first (the last ``limit`` only, if given), and the
     number of lines that could not be parsed (a torn last line after a crash)."""
     try:
+        if not Path(path).is_file():  # a device or a pipe: nothing to read back
+            return [], 0
         lines = Path(path).read_bytes().splitlines()
     except FileNotFoundError:
         return [], 0
@@ -150,6 +152,8 @@ def tail_audit_log(path: Path, limit: int, before: int | None = None,
     file when ``None``), read backwards: a page costs what it holds, not the whole log."""
     entries: list[dict] = []
     torn = 0
+    if not Path(path).is_file():  # missing, a device or a pipe: nothing to read back
+        return AuditPage([], 0, None)
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError:

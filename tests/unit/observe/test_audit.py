@@ -1,4 +1,11 @@
-from baton.observe.audit import AuditLog, read_audit_log
+import tempfile
+from pathlib import Path
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from baton.observe.audit import AuditLog, read_audit_log, tail_audit_log
 from baton.observe.events import EventBus
 
 
@@ -47,3 +54,42 @@ def test_rotation_keeps_one_previous_file(tmp_path):
     assert [e["version"] for e in previous + current] == list(
         range(10 - len(previous + current), 10)
     )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 60), max_size=50),
+    limit=st.integers(1, 12),
+    chunk=st.integers(8, 300),
+    torn=st.booleans(),
+)
+def test_pages_read_backwards_cover_the_log_exactly_once(sizes, limit, chunk, torn):
+    with tempfile.TemporaryDirectory() as root:
+        path = Path(root) / "audit.jsonl"
+        lines = [orjson.dumps({"seq": i, "pad": "x" * n}) + b"\n" for i, n in enumerate(sizes)]
+        path.write_bytes(b"".join(lines) + (b'{"seq": 99, "tor' if torn else b""))
+        seen, before, torn_seen = [], None, 0
+        while True:
+            page = tail_audit_log(path, limit, before, chunk=chunk)
+            assert len(page.entries) <= limit
+            seen[:0] = page.entries
+            torn_seen += page.torn
+            if page.before is None:
+                break
+            assert before is None or page.before < before
+            before = page.before
+        assert [e["seq"] for e in seen] == list(range(len(sizes)))
+        assert torn_seen == int(torn)
+
+
+def test_a_write_that_fails_is_reported_and_never_raised(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    path.symlink_to("/dev/full")
+    errors, recovered = [], []
+    log = AuditLog(path, on_error=errors.append, on_recover=lambda: recovered.append(True))
+    bus = EventBus()
+    bus.subscribe(log.on_event)
+    bus.publish("state", "m", version=1, state="SERVING")  # does not raise
+    bus.publish("state", "m", version=2, state="SERVING")
+    assert log.failing and len(errors) == 2 and errors[0].errno == 28  # ENOSPC
+    log.close()
