@@ -92,12 +92,19 @@ def _verify(args: argparse.Namespace) -> None:
     from baton.artifacts.signing import TrustStore
     from baton.artifacts.verify import Verifier
     from baton.errors import VersionFailed
-    from baton.settings import ModelSettings
+    from baton.settings import ModelSettings, read_settings
 
+    if not args.directory.is_dir():
+        raise CliError(f"verify: {args.directory} is not a version directory")
+    config = args.directory.parent / "model.yaml"  # the model's settings, as the server reads them
+    try:
+        settings = read_settings(config) if config.is_file() else ModelSettings()
+    except Exception as exc:
+        raise CliError(f"verify: {config} is not valid: {str(exc).splitlines()[0]}") from None
     verifier = Verifier(TrustStore(args.trusted_key), require_signature=args.require_signature)
     files = VersionFiles(args.directory, fingerprint(args.directory) or "")
     try:
-        facts = verifier(files, ModelSettings())
+        facts = verifier(files, settings)
     except VersionFailed as exc:
         raise CliError(f"verify: FAILED {exc.reason}: {exc}") from None
     if facts.get("load_from") is not None:
