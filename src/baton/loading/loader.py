@@ -38,7 +38,7 @@ from baton.loading.contract import (
     structure_problems,
 )
 from baton.loading.golden import run_golden
-from baton.loading.memory import resident_bytes
+from baton.loading.memory import release_memory, resident_bytes
 from baton.loading.warmup import run_warmup
 from baton.runtimes.base import Runtime
 from baton.runtimes.registry import runtime_for
@@ -146,9 +146,15 @@ class Loader:
                 copy = verifying.result().get("load_from")  # verified after all: clean up
             if runtime is not None:
                 await run(runtime.unload)
-            if isinstance(exc, VersionFailed) or not isinstance(exc, Exception):
-                raise  # a reasoned failure, or cancellation
-            raise VersionFailed("load_error", f"{type(exc).__name__}: {exc}") from exc
+                await run(release_memory)  # give the failed load's memory back now
+            if not isinstance(exc, Exception):
+                raise  # cancellation
+            failure = exc if isinstance(exc, VersionFailed) else VersionFailed(
+                "load_error", f"{type(exc).__name__}: {exc}")  # fmt: skip
+            if copy is not None:  # name the version's own files, not the private copy
+                message = str(failure).replace(str(copy), str(files.path))
+                failure = VersionFailed(failure.reason, message)
+            raise failure from exc
         finally:
             if copy is not None:
                 await step_ended()
