@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["VersionFiles", "directory_bytes", "fingerprint"]
@@ -22,11 +23,17 @@ class VersionFiles:
 
     ``verified`` marks a private copy whose every byte was checked against a manifest: user
     code it names (a Python handler, a PyTorch module) may only come from inside it. An
-    unverified version may also import code from its model's directory (beside model.yaml)."""
+    unverified version may also import code from its model's directory (beside model.yaml).
+
+    A remote version (an object store) has ``fetch``: the loader calls it to bring the files
+    to ``path`` before verifying them; its fingerprint is its manifest's SHA-256, which is also
+    its ``digest`` (a local version's digest is read from its manifest when needed)."""
 
     path: Path
     fingerprint: str
     verified: bool = False
+    digest: str | None = None
+    fetch: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
     @property
     def code_dirs(self) -> tuple[Path, ...]:

@@ -56,6 +56,7 @@ class FileEntry:
 class Manifest:
     body: dict
     signatures: list[dict] = field(default_factory=list)
+    digest: str = ""  # SHA-256 of the manifest file as read: which bytes a version is
 
     @property
     def files(self) -> dict[str, FileEntry]:
@@ -130,7 +131,7 @@ def read_manifest(directory: Path) -> Manifest | None:
         body, signatures = doc["body"], doc.get("signatures") or []
         if not isinstance(body, dict) or not isinstance(body.get("files"), dict):
             raise ValueError("body.files must be a mapping of file name to size and sha256")
-        manifest = Manifest(body, list(signatures))
+        manifest = Manifest(body, list(signatures), hashlib.sha256(raw).hexdigest())
         manifest.files  # noqa: B018 - validates every entry
     except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise VersionFailed("bad_manifest", f"{path} is not a valid manifest: {exc}") from None

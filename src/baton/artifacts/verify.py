@@ -81,23 +81,26 @@ class Verifier:
     def __call__(self, files: VersionFiles, settings: ModelSettings) -> dict:
         """Raise :class:`VersionFailed` unless the version may be loaded; returns what was
         established: ``manifest`` (bool), ``signed_by`` (key id or ``None``), ``delta``
-        (rebuilt from a delta), and with a manifest ``load_from``: the private verified copy
+        (rebuilt from a delta), ``digest`` (the manifest's SHA-256, ``None`` without one), and
+        with a manifest ``load_from``: the private verified copy
         to load (a delta's full model rebuilt in it), which the caller removes once loaded.
         Blocking."""
         now = fingerprint(files.path)
         if now is None:
             raise VersionFailed("missing_file", f"{files.path} is empty or gone")
-        if now != files.fingerprint:
+        if files.fetch is None and now != files.fingerprint:  # a fetched copy is ours
             raise VersionFailed("files_changed", f"files in {files.path} changed after discovery")
         require_signature = self.require_signature or settings.require_signature
         manifest = read_manifest(files.path)
+        if manifest is not None and files.digest is not None and manifest.digest != files.digest:
+            raise VersionFailed("files_changed", "the manifest is not the one the source offered")
         if manifest is None:
             if require_signature:
                 raise VersionFailed("unsigned", f"no {MANIFEST}, so nothing is signed; a "
                                     "signature is required")  # fmt: skip
             if self.require_manifest or settings.require_manifest:
                 raise VersionFailed("missing_manifest", f"no {MANIFEST}; a manifest is required")
-            return {"manifest": False, "signed_by": None, "delta": False}
+            return {"manifest": False, "signed_by": None, "delta": False, "digest": None}
         signed_by = self.trust.check(manifest, require_signature)
         check_code(manifest, settings, require_signature)
         snapshot = verified_copy(files.path, manifest.files)
@@ -109,7 +112,7 @@ class Verifier:
             shutil.rmtree(snapshot, ignore_errors=True)
             raise
         return {"manifest": True, "signed_by": signed_by, "delta": bool(delta),
-                "load_from": snapshot}  # fmt: skip
+                "digest": manifest.digest, "load_from": snapshot}  # fmt: skip
 
 
 def check_code(manifest: Manifest, settings: ModelSettings, required: bool) -> None:

@@ -105,6 +105,8 @@ class Loader:
         copy: Path | None = None  # the verified copy the runtime loads, removed at the end
         try:
             on_phase("VERIFYING")
+            if files.fetch is not None:  # a remote version: bring its files to the cache first
+                await run(files.fetch)
             try:
                 verified = await run(self._verify, files, settings)
             except asyncio.CancelledError:
@@ -134,6 +136,7 @@ class Loader:
                 self._batcher(model, version, runtime, signature, settings),
             )  # fmt: skip
             handle.predict_seconds = warmup.predict_seconds
+            handle.digest = verified.get("digest")
             handle.memory_bytes = max(0, resident_bytes() - rss_before)
             return handle, {
                 "warmup_seconds": time.perf_counter() - started,

@@ -44,6 +44,7 @@ class VersionHandle:
         "_executor",
         "_idle",
         "batcher",
+        "digest",
         "inflight",
         "input_specs",
         "memory_bytes",
@@ -78,6 +79,7 @@ class VersionHandle:
         self.served = 0  # requests answered, for the load the update rate limiter sees
         self.predict_seconds: float | None = None  # one warm prediction, measured at warm-up
         self.memory_bytes: int | None = None  # resident memory its load added, if measured
+        self.digest: str | None = None  # SHA-256 of the manifest it was verified against
         self._executor = executor
         self.batcher = batcher
         self.window: VersionWindow | None = None  # live stats while a rollout involves it

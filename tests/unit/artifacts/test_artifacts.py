@@ -137,7 +137,7 @@ def test_files_without_a_manifest_when_one_is_required(tmp_path, model_file):
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "model.onnx").write_bytes(model_file.read_bytes())
-    assert check(plain) == {"manifest": False, "signed_by": None, "delta": False}
+    assert check(plain) == {"manifest": False, "signed_by": None, "delta": False, "digest": None}
     assert reason(plain, require_manifest=True) == "missing_manifest"
     assert reason(plain, model=ModelSettings(require_manifest=True)) == "missing_manifest"
     assert reason(plain, require_signature=True) == "unsigned"
