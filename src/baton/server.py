@@ -61,8 +61,8 @@ def _runtime_factory(settings: ServerSettings) -> RuntimeFactory | None:
     """Runtimes with the compile cache, unless it is turned off (or there is nowhere to put it,
     or no key to sign its entries with)."""
     directory = settings.compile_cache
-    if directory is None and settings.repository is not None:
-        directory = settings.repository / ".baton" / "compile-cache"
+    if directory is None and settings.state_dir is not None:
+        directory = settings.state_dir / "compile-cache"
     if directory is None or settings.compile_cache_bytes == 0:
         return None
     key_path = settings.compile_cache_key or _state_dir() / "compile-cache.key"
@@ -147,13 +147,7 @@ class BatonServer:
             max_inflight=settings.max_inflight,
         )
         if sources is None:
-            sources = []
-            if settings.repository is not None:
-                sources.append(
-                    FilesystemSource(
-                        settings.repository, settings.poll_interval, settings.poll_jitter
-                    )
-                )
+            sources = [self._repository_source(settings)] if settings.repository else []
         self.sources = sources
         self.repository = Repository(self.manager, sources)
         self.context = ApiContext(
@@ -169,6 +163,18 @@ class BatonServer:
         self._grpc: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task] = []
         self.app = AuthGate(build_app(self.context, self._lifespan), self.access, self.events)
+
+    @staticmethod
+    def _repository_source(settings: ServerSettings) -> Source:
+        if settings.remote:
+            from baton.sources.s3 import S3Source
+
+            try:
+                return S3Source(str(settings.repository), settings.local_cache,
+                                settings.s3_interval, settings.s3_endpoint)  # fmt: skip
+            except (ValueError, RuntimeError) as exc:
+                raise ConfigurationError(str(exc)) from None
+        return FilesystemSource(settings.repository, settings.poll_interval, settings.poll_jitter)
 
     @staticmethod
     def _security(settings: ServerSettings) -> tuple[AccessPolicy, TlsConfig | None]:
@@ -204,8 +210,8 @@ class BatonServer:
 
     def _open_audit_log(self, settings: ServerSettings) -> AuditLog | None:
         path = settings.audit_log
-        if path is None and settings.repository is not None:
-            path = settings.repository / ".baton" / "audit.jsonl"
+        if path is None and settings.state_dir is not None:
+            path = settings.state_dir / "audit.jsonl"
         if path is None:
             return None
         try:

@@ -285,7 +285,19 @@ class ServerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="BATON_", extra="ignore")
 
-    repository: Path | None = None
+    repository: Path | str | None = Field(
+        default=None, description="a directory, or s3://BUCKET/PREFIX"
+    )
+    s3_endpoint: str | None = Field(
+        default=None, description="S3 endpoint URL (default: AWS_ENDPOINT_URL, else AWS's)"
+    )
+    s3_interval: Duration = Field(
+        default=30.0, gt=0, description="time between S3 listings (each costs LIST requests)"
+    )
+    cache_dir: Path | None = Field(
+        default=None,
+        description="where versions from S3 are downloaded; default ~/.cache/baton/<bucket>...",
+    )
     host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     grpc_port: int = Field(default=8001, ge=0, le=65535, description="0 = no gRPC")
@@ -348,6 +360,36 @@ class ServerSettings(BaseSettings):
     )
     log_level: str = "info"
     access_log: bool = False
+
+    @field_validator("repository", mode="before")
+    @classmethod
+    def _repository(cls, value: object) -> object:
+        """An S3 URL stays a string; anything else is a directory."""
+        if value is None or (isinstance(value, str) and value.startswith("s3://")):
+            return value
+        return Path(value)  # type: ignore[arg-type]
+
+    @property
+    def remote(self) -> bool:
+        """Is the repository in an object store (versions are downloaded to ``cache_dir``)?"""
+        return isinstance(self.repository, str)
+
+    @property
+    def local_cache(self) -> Path | None:
+        """Where a remote repository's versions are kept on this machine."""
+        if not self.remote:
+            return None
+        if self.cache_dir is not None:
+            return self.cache_dir
+        name = str(self.repository)[len("s3://") :].strip("/").replace("/", "_")
+        return Path.home() / ".cache" / "baton" / name
+
+    @property
+    def state_dir(self) -> Path | None:
+        """Where the server keeps its own state (audit log, saved settings, compile cache):
+        ``<repository>/.baton`` for a directory, ``<cache_dir>/.baton`` for S3."""
+        root = self.local_cache if self.remote else self.repository
+        return None if root is None else Path(root) / ".baton"
 
 
 def read_settings(path: Path) -> ModelSettings:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from baton.errors import VersionFailed
 from baton.runtimes.registry import runtime_for
 from baton.settings import ModelSettings, read_settings
 
-__all__ = ["PublishError", "next_version", "publish"]
+__all__ = ["PublishError", "next_version", "publish", "publish_to_s3"]
 
 #: A single model file is stored under the name its backend loads.
 FILE_NAMES = {".onnx": "model.onnx"}
@@ -190,3 +191,51 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def publish_to_s3(
+    source: Path,
+    url: str,
+    model: str,
+    *,
+    endpoint: str | None = None,
+    version: int | None = None,
+    client=None,
+    **options,
+) -> str:
+    """Publish ``source`` to an S3 repository: built and signed locally as :func:`publish`
+    does (with the model's model.yaml from S3), then uploaded file by file, the manifest last,
+    so a reader never sees a manifest without its files. Returns the version's URL."""
+    from baton.artifacts.s3 import S3Location, list_keys, s3_client, upload_version
+
+    if options.get("delta_from") is not None:
+        raise PublishError("delta versions need a local repository (their base is read there)")
+    location = S3Location.parse(url)
+    try:
+        client = client if client is not None else s3_client(endpoint)
+        listing = list_keys(client, S3Location(location.bucket, location.key(model) + "/"))
+    except Exception as exc:
+        raise PublishError(f"cannot list {location}{model}/: {exc}") from None
+    versions = [
+        int(part) for key in listing
+        if (part := key[len(location.key(model)) + 1 :].split("/", 1)[0]).isdigit()
+    ]  # fmt: skip
+    version = version if version is not None else max(versions, default=0) + 1
+    if version in versions:
+        raise PublishError(f"{model} version {version} already exists in {location}")
+    with tempfile.TemporaryDirectory(prefix="baton-publish-") as staging:
+        repository = Path(staging)
+        (repository / model).mkdir()
+        config_key = location.key(model, "model.yaml")
+        if config_key in listing:
+            client.download_file(
+                location.bucket, config_key, str(repository / model / "model.yaml")
+            )
+        path = publish(source, repository, model, version=version, **options)
+        try:
+            upload_version(client, location, model, version, path)
+        except FileExistsError as exc:
+            raise PublishError(str(exc)) from None
+        except Exception as exc:
+            raise PublishError(f"upload to {location} failed: {exc}") from None
+    return f"{location}{model}/{version}"

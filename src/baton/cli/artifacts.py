@@ -22,7 +22,9 @@ def add_commands(sub) -> None:
     )
     publish = sub.add_parser("publish", help="publish a model as a new version, with a manifest")
     publish.add_argument("source", type=Path, help="a model file (.onnx) or a directory")
-    publish.add_argument("--repository", type=Path, required=True)
+    publish.add_argument("--repository", required=True, metavar="DIR_OR_S3_URL",
+                         help="a directory, or s3://BUCKET/PREFIX")  # fmt: skip
+    publish.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint (default: AWS's)")
     publish.add_argument("--model", required=True)
     publish.add_argument("--version", type=int, help="default: the next number")
     publish.add_argument("--sign", type=Path, metavar="KEY", help="private key from keygen")
@@ -58,16 +60,23 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _publish(args: argparse.Namespace) -> None:
-    from baton.artifacts.publish import PublishError, publish
+    from baton.artifacts.publish import PublishError, publish, publish_to_s3
 
     bar = ProgressBar()
+    options = dict(
+        version=args.version, sign_key=args.sign, description=args.description,
+        labels=tuple(args.label), parent=args.parent, delta_from=args.delta_from, progress=bar,
+    )  # fmt: skip
     try:
-        path = publish(
-            args.source, args.repository, args.model, version=args.version,
-            sign_key=args.sign, description=args.description, labels=tuple(args.label),
-            parent=args.parent, delta_from=args.delta_from, progress=bar,
-        )  # fmt: skip
-    except (PublishError, OSError, ValueError) as exc:
+        if args.repository.startswith("s3://"):
+            url = publish_to_s3(args.source, args.repository, args.model,
+                                endpoint=args.s3_endpoint, **options)  # fmt: skip
+            bar.close()
+            signed = " (signed)" if args.sign else ""
+            print(f"published {args.model} version {url.rsplit('/', 1)[1]} at {url}{signed}")
+            return
+        path = publish(args.source, Path(args.repository), args.model, **options)
+    except (PublishError, OSError, ValueError, RuntimeError) as exc:
         bar.close()
         raise CliError(f"publish: {exc}") from None
     bar.close()

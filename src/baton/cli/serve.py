@@ -29,8 +29,15 @@ def add_commands(sub) -> None:
         description="Serve a model repository over HTTP and gRPC (Open Inference Protocol). "
         "Flags override BATON_* environment variables.",
     )
-    serve.add_argument("--repository", type=Path, metavar="DIR",
-                       help="model repository to serve ($BATON_REPOSITORY)")  # fmt: skip
+    serve.add_argument("--repository", metavar="DIR_OR_S3_URL",
+                       help="model repository to serve: a directory or s3://BUCKET/PREFIX "
+                       "($BATON_REPOSITORY)")  # fmt: skip
+    serve.add_argument("--s3-endpoint", metavar="URL",
+                       help="S3 endpoint (default: $AWS_ENDPOINT_URL, else AWS)")  # fmt: skip
+    serve.add_argument("--s3-interval", type=duration, metavar="DURATION",
+                       help="time between S3 listings (default 30s)")  # fmt: skip
+    serve.add_argument("--cache-dir", type=Path, metavar="DIR",
+                       help="where versions from S3 are downloaded")  # fmt: skip
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--http-port", type=int, metavar="PORT", help="HTTP port (default 8000)")
     serve.add_argument("--grpc-port", type=int, metavar="PORT",
@@ -74,6 +81,9 @@ def _settings(args: argparse.Namespace):
         k: v
         for k, v in {
             "repository": args.repository,
+            "s3_endpoint": args.s3_endpoint,
+            "s3_interval": args.s3_interval,
+            "cache_dir": args.cache_dir,
             "host": args.host,
             "http_port": args.http_port,
             "grpc_port": args.grpc_port,
@@ -102,7 +112,7 @@ def _settings(args: argparse.Namespace):
         raise CliError(f"serve: invalid setting ({problems})", code=2) from None
     if settings.repository is None:
         raise CliError("serve: give --repository DIR (or set BATON_REPOSITORY)", code=2)
-    if not settings.repository.is_dir():
+    if not settings.remote and not settings.repository.is_dir():
         raise CliError(f"serve: the model repository {settings.repository} is not a directory",
                        code=2)  # fmt: skip
     return settings

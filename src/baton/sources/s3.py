@@ -4,8 +4,8 @@ A version is complete once its ``baton-manifest.json`` exists (publishers upload
 is offered with its manifest's SHA-256 as fingerprint and digest, and a ``fetch`` that the
 loader calls before verifying: the listed files are downloaded into a hidden directory under
 ``cache_dir``, checked against the manifest's sizes, and renamed into place — an interrupted
-download never loads (and the verifier checks every byte again). Versions no longer listed are
-pruned from the cache.
+download never loads (and the verifier checks every byte again). The cache keeps the newest few
+listed versions of each model; versions no longer listed, or older, are pruned.
 
 Cost-aware: one LIST per 1,000 keys per poll (default every 30 s), a GET of a model.yaml or a
 manifest only when its ETag changed. S3 unreachable: :class:`~baton.sources.base.Unknown`, the
@@ -40,6 +40,7 @@ __all__ = ["S3Source"]
 
 log = logging.getLogger("baton.sources.s3")
 CONFIG_FILE = "model.yaml"
+KEEP = 3  # versions of a model kept in the cache (the newest listed ones); others re-download
 
 
 class S3Source:
@@ -192,7 +193,9 @@ class S3Source:
                 self._downloading.discard(staging)
 
     def _prune(self, specs: dict[str, ModelSpec]) -> None:
-        """Remove cached versions (and leftovers of interrupted downloads) no longer offered."""
+        """Keep the newest ``KEEP`` listed versions of each model in the cache; remove the rest
+        and leftovers of interrupted downloads (a version that loads is loaded from a verified
+        copy, so the cache only saves downloads)."""
         if not self.cache.is_dir():
             return
         with self._lock:
@@ -201,10 +204,10 @@ class S3Source:
             if not model_dir.is_dir() or model_dir.name.startswith("."):
                 continue
             offered = specs.get(model_dir.name)
+            keep = set(sorted(offered.versions)[-KEEP:]) if offered is not None else set()
             for entry in model_dir.iterdir():
-                stale = entry.name.startswith(".") or (
-                    offered is None or not entry.name.isdigit()
-                    or int(entry.name) not in offered.versions
-                )  # fmt: skip
+                stale = entry.name.startswith(".") or not (
+                    entry.name.isdigit() and int(entry.name) in keep
+                )
                 if stale and entry.is_dir() and entry not in busy:
                     shutil.rmtree(entry, ignore_errors=True)
