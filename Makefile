@@ -19,7 +19,7 @@ setup: $(STAMP)
 # The framework backends' packages (large): installed for the tests, not needed by `make run`.
 FRAMEWORKS := $(VENV)/.frameworks-installed
 $(FRAMEWORKS): $(STAMP)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,torch,tensorflow,paddle]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,fleet,torch,tensorflow,paddle]'
 	touch $@
 
 frameworks: $(FRAMEWORKS)

@@ -46,6 +46,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from baton.rollout.gates import GateConfig
 from baton.rollout.ratelimit import SwapLimits
 from baton.rollout.schedule import RolloutPlan
+from baton.types import is_digits
 
 __all__ = [
     "GateSettings",
@@ -275,7 +276,7 @@ class ModelSettings(_Strict):
     @classmethod
     def _label_names(cls, labels: dict[str, int]) -> dict[str, int]:
         for name in labels:
-            if not name or name.isdigit() or "/" in name:
+            if not name or is_digits(name) or "/" in name:
                 raise ValueError(f"label {name!r} must be a non-numeric name without '/'")
         return labels
 

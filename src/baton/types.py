@@ -16,6 +16,7 @@ __all__ = [
     "Signature",
     "TensorSpec",
     "datatype_of",
+    "is_digits",
     "numpy_dtype",
 ]
 
@@ -40,6 +41,15 @@ DATATYPES: dict[str, np.dtype] = {
 _BY_NUMPY: dict[np.dtype, str] = {
     dt: name for name, dt in DATATYPES.items() if name not in ("BF16",)
 }
+
+
+def is_digits(text: str) -> bool:
+    """True when ``text`` is one or more ASCII digits, what ``int(text)`` always parses.
+
+    ``str.isdigit`` alone also accepts superscripts and other Unicode digits (``"⁰"``) that
+    ``int`` refuses, so every number read from a path, a header, a query or a key uses this.
+    """
+    return text.isascii() and text.isdigit()
 
 
 def numpy_dtype(datatype: str) -> np.dtype:

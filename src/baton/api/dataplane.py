@@ -25,7 +25,7 @@ from baton.serving.handle import HandleClosed, VersionHandle
 from baton.serving.routing import choose_handle
 from baton.serving.shadow import ShadowRunner
 from baton.serving.split import WeylSequence, split_point
-from baton.types import datatype_of
+from baton.types import datatype_of, is_digits
 
 __all__ = ["DataPlane", "InferRequest", "InferResponse", "OutputTensor"]
 
@@ -111,7 +111,7 @@ class DataPlane:
         record = self._manager.models().get(model)
         if record is None:
             return reason
-        wanted = version if version and version.isdigit() else None
+        wanted = version if version and is_digits(version) else None
         states = [
             f"version {v} {r.state.value}" + (f" ({r.reason})" if r.reason else "")
             for v, r in sorted(record.versions.items())

@@ -33,6 +33,7 @@ from baton.artifacts.signing import load_private_key, sign_manifest
 from baton.errors import VersionFailed
 from baton.runtimes.registry import runtime_for
 from baton.settings import ModelSettings, read_settings
+from baton.types import is_digits
 
 __all__ = ["PublishError", "next_version", "publish", "publish_to_s3"]
 
@@ -49,7 +50,9 @@ class PublishError(Exception):
 def next_version(model_dir: Path) -> int:
     """One more than the highest numbered version directory (1 for a new model)."""
     numbers = (
-        [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()] if model_dir.is_dir() else []
+        [int(p.name) for p in model_dir.iterdir() if is_digits(p.name)]
+        if model_dir.is_dir()
+        else []
     )
     return max(numbers, default=0) + 1
 
@@ -218,7 +221,7 @@ def publish_to_s3(
         raise PublishError(f"cannot list {location}{model}/: {exc}") from None
     versions = [
         int(part) for key in listing
-        if (part := key[len(location.key(model)) + 1 :].split("/", 1)[0]).isdigit()
+        if is_digits(part := key[len(location.key(model)) + 1 :].split("/", 1)[0])
     ]  # fmt: skip
     version = version if version is not None else max(versions, default=0) + 1
     if version in versions:

@@ -49,6 +49,7 @@ from baton.artifacts.manifest import (
 from baton.artifacts.signing import TrustStore
 from baton.errors import VersionFailed
 from baton.settings import ModelSettings
+from baton.types import is_digits
 
 __all__ = [
     "SNAPSHOT_PREFIX",
@@ -160,7 +161,7 @@ def remove_stale_snapshots(directory: Path | None = None) -> int:
     removed = 0
     for path in Path(directory or tempfile.gettempdir()).glob(f"{SNAPSHOT_PREFIX}*"):
         pid = path.name[len(SNAPSHOT_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if is_digits(pid) and int(pid) != os.getpid() and not _alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
             removed += 1
     return removed

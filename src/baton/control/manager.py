@@ -61,6 +61,7 @@ from baton.rollout.schedule import Rollout, RolloutPlan, RolloutStatus
 from baton.serving.serving_map import ServingMap
 from baton.settings import ModelSettings
 from baton.sources.base import ModelSpec, Offer, Unknown
+from baton.types import is_digits
 
 __all__ = ["Manager"]
 
@@ -172,7 +173,7 @@ class Manager:
 
     def set_label(self, name: str, label: str, version: int) -> None:
         m = self.model(name)
-        if label.isdigit() or not label or "/" in label:
+        if is_digits(label) or not label or "/" in label:
             raise Conflict("a label must be a non-numeric name without '/'")
         require_version(m, version)
         want(m, version)

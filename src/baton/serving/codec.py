@@ -21,16 +21,23 @@ __all__ = ["decode_json", "decode_raw", "element_count", "encode_json", "encode_
 _LEN = struct.Struct("<I")
 #: The most elements one tensor may declare (checked before anything is allocated for it).
 MAX_ELEMENTS = 2**31
+#: The most dimensions a tensor's shape may have (numpy itself stops at 64).
+MAX_DIMS = 32
 # Which kinds numpy infers from JSON values may be cast to each target kind.
 _ACCEPTS = {"b": "b", "i": "iu", "u": "iu", "f": "biuf"}
 
 
 def element_count(name: str, shape: object) -> int:
-    """Validate a v2 shape (a list of non-negative ints) and return its element count."""
+    """Validate a v2 shape (a list of at most :data:`MAX_DIMS` non-negative ints) and return
+    its element count; anything else raises InvalidRequest."""
     if not isinstance(shape, list | tuple) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise InvalidRequest(f"tensor '{name}': shape must be a list of non-negative integers")
+    if len(shape) > MAX_DIMS:
+        raise InvalidRequest(
+            f"tensor '{name}': shape has {len(shape)} dimensions; at most {MAX_DIMS} are accepted"
+        )
     count = math.prod(shape)
     if count > MAX_ELEMENTS:
         raise InvalidRequest(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from baton.errors import NotFound, Unavailable
+from baton.types import is_digits
 
 if TYPE_CHECKING:  # types only: routing itself stays pure
     from baton.serving.handle import VersionHandle
@@ -36,7 +37,7 @@ def choose_handle(route: ModelRoute, requested: str | None, point: float = 0.0) 
         if route.default is None:
             raise Unavailable(f"model '{route.name}' has no version serving")
         return route.versions[route.default]
-    if requested.isdigit():
+    if is_digits(requested):
         handle = route.versions.get(int(requested))
         if handle is None:
             raise NotFound(f"model '{route.name}' version {requested} is not serving")

@@ -35,6 +35,7 @@ from baton.artifacts.files import VersionFiles, fingerprint
 from baton.settings import ModelSettings, read_settings
 from baton.sources.base import ModelSpec, Publish, Unknown
 from baton.sources.last_valid import LastValidSettings
+from baton.types import is_digits
 
 __all__ = ["FilesystemSource", "RepositoryUnavailable"]
 
@@ -128,7 +129,7 @@ class FilesystemSource:
         settings, error = self._model_settings(name, model_dir)
         versions: dict[int, VersionFiles] = {}
         for vdir in model_dir.iterdir():
-            if not (vdir.name.isdigit() and int(vdir.name) > 0 and vdir.is_dir()):
+            if not (is_digits(vdir.name) and int(vdir.name) > 0 and vdir.is_dir()):
                 continue
             key = (name, int(vdir.name))
             try:

@@ -35,6 +35,7 @@ from baton.artifacts.s3 import S3Location, list_keys, s3_client
 from baton.settings import ModelSettings
 from baton.sources.base import ModelSpec, Publish, Unknown
 from baton.sources.last_valid import LastValidSettings
+from baton.types import is_digits
 
 __all__ = ["S3Source"]
 
@@ -105,7 +106,7 @@ class S3Source:
             if len(parts) == 2 and parts[1] == CONFIG_FILE:
                 configs[parts[0]] = key
                 models.setdefault(parts[0], {})
-            elif len(parts) >= 3 and parts[1].isdigit() and int(parts[1]) > 0:
+            elif len(parts) >= 3 and is_digits(parts[1]) and int(parts[1]) > 0:
                 models.setdefault(parts[0], {}).setdefault(int(parts[1]), set()).add(
                     "/".join(parts[2:])
                 )
@@ -207,7 +208,7 @@ class S3Source:
             keep = set(sorted(offered.versions)[-KEEP:]) if offered is not None else set()
             for entry in model_dir.iterdir():
                 stale = entry.name.startswith(".") or not (
-                    entry.name.isdigit() and int(entry.name) in keep
+                    is_digits(entry.name) and int(entry.name) in keep
                 )
                 if stale and entry.is_dir() and entry not in busy:
                     shutil.rmtree(entry, ignore_errors=True)

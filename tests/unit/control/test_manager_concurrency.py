@@ -15,7 +15,8 @@ from baton.control.lifecycle import VersionState as S
 from baton.settings import VersionPolicy
 from tests.unit.control.harness import Harness
 
-EFFECT = 0.1  # seconds within which another model's operator action must take effect
+EFFECT = 2.0  # seconds within which another model's operator action must take effect (the
+# held load never ends, so any bound shows it is not waited for; the real latency is in bench/)
 
 
 @pytest.fixture
@@ -130,6 +131,7 @@ async def test_the_concurrent_load_bound_holds_and_operator_loads_go_first(h):
     await asyncio.sleep(0.05)
     assert 5 not in h.manager.model("a").versions
     h.manager.pin("a", 5)  # ... until an operator asks: this load jumps the queue
+    await until(lambda: 5 in h.manager.model("a").versions)  # queued for a slot
     gates["c"].set()
     await until(lambda: h.default("a") == 5)
     assert not h.runtimes_of("e")  # e still waits: the freed slot went to the operator's load

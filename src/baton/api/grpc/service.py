@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from baton.api.context import ApiContext
 from baton.api.grpc import inference_pb2 as pb
@@ -97,11 +98,19 @@ _RPCS: dict[str, tuple[type, type]] = {
 
 
 def _with_status(
-    ctx: ApiContext, method: Callable[[object], Awaitable[object]]
-) -> Callable[[object, grpc.aio.ServicerContext], Awaitable[object]]:
-    """Adapt ``method(request)`` to gRPC, turning errors into status codes."""
+    ctx: ApiContext, method: Callable[[object], Awaitable[object]], message: type
+) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[object]]:
+    """Adapt ``method(request)`` to gRPC: parse the raw bytes as ``message`` (bytes that are
+    not one are ``INVALID_ARGUMENT``, not grpc's own ``UNKNOWN``) and turn errors into status
+    codes."""
 
-    async def handler(request: object, context: grpc.aio.ServicerContext) -> object:
+    async def handler(raw: bytes, context: grpc.aio.ServicerContext) -> object:
+        try:
+            request = message.FromString(raw)
+        except DecodeError:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {message.__name__}"
+            )
         try:
             return await method(request)
         except BatonError as exc:
@@ -110,8 +119,8 @@ def _with_status(
             ctx.metrics.rejected.labels(label, str(exc.http_status)).inc()
             await context.abort(grpc.StatusCode[exc.grpc_code], str(exc))
         except Exception:
-            message = internal_error(log, f"unexpected error in {method.__name__}")
-            await context.abort(grpc.StatusCode.INTERNAL, message)
+            detail = internal_error(log, f"unexpected error in {method.__name__}")
+            await context.abort(grpc.StatusCode.INTERNAL, detail)
 
     return handler
 
@@ -138,8 +147,7 @@ async def start_grpc_server(
     servicer = InferenceServicer(ctx)
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            _with_status(ctx, getattr(servicer, name)),
-            request_deserializer=request.FromString,
+            _with_status(ctx, getattr(servicer, name), request),
             response_serializer=response.SerializeToString,
         )
         for name, (request, response) in _RPCS.items()

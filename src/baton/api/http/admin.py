@@ -29,6 +29,7 @@ from baton.observe.audit import tail_audit_log
 from baton.rollout.controller import ACTIONS
 from baton.rollout.schedule import RolloutPlan
 from baton.settings import parse_duration
+from baton.types import is_digits
 
 __all__ = ["model_view", "routes"]
 
@@ -276,7 +277,7 @@ async def events(request: Request) -> Response:
 
 def _limit(request: Request, default: int = 100, most: int = 10_000) -> int:
     raw = request.query_params.get("limit", str(default))
-    if not raw.isdigit() or int(raw) > most:
+    if not is_digits(raw) or int(raw) > most:
         raise InvalidRequest(f"limit must be an integer from 0 to {most}")
     return int(raw)
 
@@ -418,7 +419,7 @@ async def audit(request: Request) -> Response:
         raise NotFound("this server keeps no audit log")
     limit = _limit(request, default=100, most=MAX_AUDIT_PAGE)
     raw = request.query_params.get("before")
-    if raw is not None and not raw.isdigit():
+    if raw is not None and not is_digits(raw):
         raise InvalidRequest("before must be a byte offset from a previous page's answer")
     page = await asyncio.to_thread(
         tail_audit_log, ctx.audit_path, limit, int(raw) if raw is not None else None

@@ -16,6 +16,7 @@ from baton.api.context import ApiContext
 from baton.api.http.codec import decompress, encode_response, parse_request
 from baton.api.internal import internal_error
 from baton.errors import BatonError, PayloadTooLarge
+from baton.types import is_digits
 
 __all__ = ["FastInferPath", "infer_route"]
 
@@ -87,7 +88,7 @@ class FastInferPath:
 
     async def _body(self, headers: dict[bytes, bytes], receive) -> bytes | None:
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+        if declared is not None and is_digits(declared) and int(declared) > self.limit:
             raise PayloadTooLarge(
                 f"request body of {int(declared)} bytes exceeds the {self.limit}-byte limit"
             )

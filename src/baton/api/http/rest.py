@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from baton.api.context import context
 from baton.errors import InvalidRequest, PayloadTooLarge
+from baton.types import is_digits
 
 __all__ = ["json_body", "json_response", "read_body", "routes"]
 
@@ -30,7 +31,7 @@ def json_response(content: object, status: int = 200) -> Response:
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing (413) anything over ``limit`` bytes before buffering it."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and is_digits(declared) and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the {limit}-byte limit")
     chunks, size = [], 0
     async for chunk in request.stream():
