@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 DEMO   := demo-repository
 PORT   ?= 8000
 
-.PHONY: setup frameworks run test lint format proto bench-swap bench-memory bench-throughput bench-batching bench-profile bench-many-models clean
+# `make run-fleet`: etcd, an S3 stand-in and three nodes on loopback (see README: Fleet).
+.PHONY: setup frameworks run run-fleet etcd test lint format proto bench-swap bench-memory bench-throughput bench-batching bench-profile bench-many-models bench-fleet clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,23 @@ run: setup
 	$(BIN)/baton demo-repository $(DEMO)
 	$(BIN)/baton serve --repository $(DEMO) --http-port $(PORT)
 
+# The fleet tests and `make run-fleet` run a real etcd: Debian's etcd-server, installed when
+# missing (as root, or with sudo).
+etcd:
+	@command -v etcd >/dev/null 2>&1 || { \
+	  echo "installing Debian's etcd-server (for the fleet tests and make run-fleet)"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq etcd-server >/dev/null; }
+
+FLEETDEPS := $(VENV)/.fleet-installed
+$(FLEETDEPS): $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,fleet]'
+	touch $@
+
+run-fleet: $(FLEETDEPS) etcd
+	$(BIN)/python -m baton.dev.fleet_demo
+
 lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -40,7 +58,7 @@ format: setup
 proto: setup
 	$(BIN)/python src/baton/api/grpc/generate.py
 
-test: setup frameworks lint
+test: setup frameworks etcd lint
 	$(BIN)/pytest
 
 BENCH := $(VENV)/.bench-installed
@@ -65,6 +83,9 @@ bench-profile: $(BENCH)
 
 bench-many-models: $(BENCH)
 	$(BIN)/python bench/many_models.py
+
+bench-fleet: $(BENCH) $(FLEETDEPS) etcd
+	$(BIN)/python bench/fleet.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache src/*.egg-info

@@ -21,6 +21,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import uvicorn
@@ -51,6 +52,9 @@ from baton.runtimes.registry import runtime_for
 from baton.settings import ServerSettings
 from baton.sources.base import Source
 from baton.sources.filesystem import FilesystemSource
+
+if TYPE_CHECKING:
+    from baton.fleet.node import FleetNode
 
 __all__ = ["BatonServer", "bind_socket"]
 
@@ -148,6 +152,9 @@ class BatonServer:
         )
         if sources is None:
             sources = [self._repository_source(settings)] if settings.repository else []
+        self.fleet = self._join_fleet(settings, sources) if settings.fleet else None
+        if self.fleet is not None:
+            sources = [self.fleet.source]
         self.sources = sources
         self.repository = Repository(self.manager, sources)
         self.context = ApiContext(
@@ -163,6 +170,22 @@ class BatonServer:
         self._grpc: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task] = []
         self.app = AuthGate(build_app(self.context, self._lifespan), self.access, self.events)
+
+    def _join_fleet(self, settings: ServerSettings, sources: list[Source]) -> FleetNode:
+        """This server as a node of the fleet in ``settings.fleet`` (its repository wrapped in
+        a fleet source). Needs the ``fleet`` extra."""
+        if len(sources) != 1:
+            raise ConfigurationError("a fleet node needs exactly one repository (--repository)")
+        try:
+            from baton.fleet.node import FleetNode
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"--fleet needs the fleet extra: pip install 'baton[fleet]' ({exc})"
+            ) from None
+        try:
+            return FleetNode(settings, sources[0], self.manager, self.metrics, self.dataplane)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
 
     @staticmethod
     def _repository_source(settings: ServerSettings) -> Source:
@@ -266,6 +289,8 @@ class BatonServer:
         self.manager.start()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._tune_gc_once_synced()))
+        if self.fleet is not None:
+            self._tasks.extend(self.fleet.start(loop))
         for source in self.sources:
             self._tasks.append(
                 loop.create_task(source.run(self.manager.publish), name=f"source {source.name}")

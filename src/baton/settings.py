@@ -299,6 +299,19 @@ class ServerSettings(BaseSettings):
         default=None,
         description="where versions from S3 are downloaded; default ~/.cache/baton/<bucket>...",
     )
+    fleet: str | None = Field(
+        default=None, description="etcd://HOST:PORT[,HOST:PORT]: join a fleet (see Fleet)"
+    )
+    fleet_name: str = Field(default="default", description="the fleet's name in etcd")
+    node_name: str | None = Field(default=None, description="this node's name (default: host)")
+    zone: str | None = Field(default=None, description="this node's zone (waves spread over)")
+    advertise_url: str | None = Field(
+        default=None,
+        description="the URL this node reports to the fleet (default: from --host and the port)",
+    )
+    lease_ttl: int = Field(
+        default=10, ge=2, le=300, description="seconds a node's report outlives the node"
+    )
     host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     grpc_port: int = Field(default=8001, ge=0, le=65535, description="0 = no gRPC")

@@ -71,6 +71,7 @@ class DataPlane:
         self._metrics = metrics
         self.max_inflight = max_inflight  # 0 = no limit
         self.inflight = 0
+        self.ready_checks: list = []  # more conditions for readiness (callables → bool)
         self.server_name = server_name
         self.session_parameter = session_parameter
         self.shutting_down = False
@@ -82,7 +83,13 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        return self._manager.synced and not self.shutting_down
+        """Everything present at start has loaded (or failed), the server is not stopping, and
+        every extra condition holds (a fleet node: it serves every model the fleet manages)."""
+        return (
+            self._manager.synced
+            and not self.shutting_down
+            and all(check() for check in self.ready_checks)
+        )
 
     def server_metadata(self) -> dict:
         return {"name": self.server_name, "version": __version__, "extensions": list(EXTENSIONS)}

@@ -10,6 +10,7 @@
     baton token new NAME --scope infer|read|operate --tokens FILE
     baton publish MODEL_FILE_OR_DIR --repository DIR --model NAME [--version N] [--sign KEY]
     baton demo-repository DIR [--add-version N]   # the demo used by `make run`
+    baton fleet status | target MODEL V | rollout ACTION MODEL | audit   (--fleet etcd://...)
 
 Client commands talk to ``--url`` (default ``$BATON_URL`` or http://127.0.0.1:8000), with
 ``--token`` (``$BATON_TOKEN``) for a server started with ``--tokens`` and ``--ca-cert``
@@ -23,27 +24,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from baton.cli import artifacts, demo, models, rollout, serve, token
-from baton.cli.common import CliError, fill_global_defaults, global_flags
+from baton.cli import artifacts, demo, fleet, models, rollout, serve, token
+from baton.cli.common import CliError, Parser, fill_global_defaults, global_flags
 
 __all__ = ["main"]
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, with usage errors as one line (and a pointer to --help)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise CliError(f"{self.prog}: {message} (see {self.prog} --help)", code=2)
-
-
 def _parser() -> argparse.ArgumentParser:
     flags = global_flags()
-    parser = _Parser(prog="baton", description=__doc__.split("\n")[0], parents=[flags])
+    parser = Parser(prog="baton", description=__doc__.split("\n")[0], parents=[flags])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                parser_class=_Parser)  # fmt: skip
+                                parser_class=Parser)  # fmt: skip
     serve.add_commands(sub)
     models.add_commands(sub, flags)
     rollout.add_commands(sub, flags)
+    fleet.add_commands(sub, flags)
     artifacts.add_commands(sub)
     token.add_commands(sub)
     demo.add_commands(sub)
@@ -60,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
             models.run(args)
         elif args.command == "rollout":
             rollout.run(args)
+        elif args.command == "fleet":
+            fleet.run(args)
         elif args.command in artifacts.COMMANDS:
             artifacts.run(args)
         elif args.command == "token":

@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_URL",
     "CliError",
     "Client",
+    "Parser",
     "duration",
     "global_flags",
     "print_json",
@@ -38,6 +39,13 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
         self.code = code
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line (and a pointer to --help)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CliError(f"{self.prog}: {message} (see {self.prog} --help)", code=2)
 
 
 def global_flags() -> argparse.ArgumentParser:

@@ -58,6 +58,19 @@ def add_commands(sub) -> None:
                        help="load only versions signed by a trusted key")  # fmt: skip
     serve.add_argument("--require-manifest", action="store_true",
                        help="load only versions with a baton-manifest.json")  # fmt: skip
+    fleet = serve.add_argument_group("fleet (see README: Fleet)")
+    fleet.add_argument("--fleet", metavar="ETCD_URL",
+                       help="join a fleet: etcd://HOST:PORT[,...] ($BATON_FLEET)")  # fmt: skip
+    fleet.add_argument("--fleet-name", metavar="NAME",
+                       help="the fleet's name in etcd (default 'default')")  # fmt: skip
+    fleet.add_argument("--node-name", metavar="NODE",
+                       help="this node's name in the fleet (default: the host name)")  # fmt: skip
+    fleet.add_argument("--zone", metavar="ZONE",
+                       help="this node's failure domain (waves spread across zones)")  # fmt: skip
+    fleet.add_argument("--advertise-url", metavar="URL",
+                       help="the URL reported to the fleet (default: from --host)")  # fmt: skip
+    fleet.add_argument("--lease-ttl", type=int, metavar="SECONDS",
+                       help="how long the node's report outlives it (default 10)")  # fmt: skip
     security = serve.add_argument_group("access and TLS")
     security.add_argument("--tokens", type=Path, metavar="FILE",
                           help="token file (baton token new); control requests then need a "
@@ -100,6 +113,12 @@ def _settings(args: argparse.Namespace):
             "tls_cert": args.tls_cert,
             "tls_key": args.tls_key,
             "tls_client_ca": args.tls_client_ca,
+            "fleet": args.fleet,
+            "fleet_name": args.fleet_name,
+            "node_name": args.node_name,
+            "zone": args.zone,
+            "advertise_url": args.advertise_url,
+            "lease_ttl": args.lease_ttl,
         }.items()
         if v is not None
     }

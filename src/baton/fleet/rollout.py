@@ -26,12 +26,14 @@ from dataclasses import dataclass, field, replace
 __all__ = [
     "FleetGates",
     "FleetRollout",
+    "GateValues",
     "NodeModel",
     "Step",
     "Target",
     "VersionStats",
     "desired",
     "from_json",
+    "gate_values",
     "operate",
     "start",
     "step",
@@ -158,26 +160,47 @@ def step(r: FleetRollout, reports: Mapping[str, Mapping[str, NodeModel]], now: f
                 f"wave {r.wave + 1} passed; wave {r.wave + 2} starts")  # fmt: skip
 
 
-def _gates(r: FleetRollout, views: Mapping[str, NodeModel]) -> str | None:
-    """The reason the candidate's traffic fails a gate, or ``None`` (also while there is too
-    little of it to judge)."""
-    g = r.gates
+@dataclass(frozen=True, slots=True)
+class GateValues:
+    """The candidate's traffic on the waved nodes, against the stable version's elsewhere."""
+
+    requests: int = 0
+    errors: int = 0
+    p99_ratio: float | None = None  # worst candidate p99 / median stable p99
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+
+def gate_values(r: FleetRollout, reports: Mapping[str, Mapping[str, NodeModel]]) -> GateValues:
+    """What the gates look at, from the live nodes' ``reports`` (node → model → report)."""
+    return _values(r, {node: models.get(r.model, NodeModel()) for node, models in reports.items()})
+
+
+def _values(r: FleetRollout, views: Mapping[str, NodeModel]) -> GateValues:
     candidate = [v.stats.get(r.candidate.version) for n, v in views.items() if n in r.waved]
     stable = [v.stats.get(r.stable.version) for n, v in views.items() if n not in r.waved]
     candidate = [s for s in candidate if s is not None]
-    requests = sum(s.requests for s in candidate)
-    if requests < g.min_requests:
-        return None
-    errors = sum(s.errors for s in candidate)
-    if g.max_error_rate is not None and errors / requests > g.max_error_rate:
-        return (f"candidate error rate {errors / requests:.2%} over {requests} requests > "
-                f"{g.max_error_rate:.2%}")  # fmt: skip
     p99s = [s.p99 for s in candidate if s.p99]
-    base = [s.p99 for s in stable if s is not None and s.p99 and s.requests >= g.min_requests]
-    if g.max_p99_ratio is not None and p99s and base:
-        ratio = max(p99s) / statistics.median(base)
-        if ratio > g.max_p99_ratio:
-            return f"candidate p99 {ratio:.2f} times the stable version's, over {g.max_p99_ratio:g}"
+    base = [s.p99 for s in stable
+            if s is not None and s.p99 and s.requests >= r.gates.min_requests]  # fmt: skip
+    ratio = max(p99s) / statistics.median(base) if p99s and base else None
+    return GateValues(sum(s.requests for s in candidate), sum(s.errors for s in candidate), ratio)
+
+
+def _gates(r: FleetRollout, views: Mapping[str, NodeModel]) -> str | None:
+    """The reason the candidate's traffic fails a gate, or ``None`` (also while there is too
+    little of it to judge)."""
+    g, v = r.gates, _values(r, views)
+    if v.requests < g.min_requests:
+        return None
+    if g.max_error_rate is not None and v.errors / v.requests > g.max_error_rate:
+        return (f"candidate error rate {v.errors / v.requests:.2%} over {v.requests} requests > "
+                f"{g.max_error_rate:.2%}")  # fmt: skip
+    if g.max_p99_ratio is not None and v.p99_ratio is not None and v.p99_ratio > g.max_p99_ratio:
+        return (f"candidate p99 {v.p99_ratio:.2f} times the stable version's, over "
+                f"{g.max_p99_ratio:g}")  # fmt: skip
     return None
 
 

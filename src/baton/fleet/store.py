@@ -13,6 +13,7 @@ serving, a coordinator pauses. Several endpoints are tried in turn.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from collections.abc import Callable, Iterator
 from urllib.parse import urlparse
@@ -22,6 +23,7 @@ import orjson
 import requests
 
 from baton.fleet.keys import FleetKeys
+from baton.types import is_digits
 
 __all__ = ["FleetStore", "StoreUnavailable", "parse_endpoints"]
 
@@ -40,10 +42,24 @@ def parse_endpoints(url: str) -> list[tuple[str, int]]:
     endpoints = []
     for part in parsed.netloc.split(","):
         host, _, port = part.rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not is_digits(port):
             raise ValueError(f"{part!r} in {url!r} is not HOST:PORT")
         endpoints.append((host, int(port)))
     return endpoints
+
+
+def _why(exc: Exception) -> str:
+    """A short reason for a failed call (etcd3gw's connection errors have empty messages)."""
+    if isinstance(exc, requests.ConnectionError | etcd3gw.exceptions.ConnectionFailedError):
+        return "connection refused or unreachable"
+    if isinstance(exc, requests.Timeout | etcd3gw.exceptions.ConnectionTimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
+def _json(doc: dict) -> str:
+    """``doc`` as ASCII JSON (etcd3gw sends values as latin-1; non-ASCII text is escaped)."""
+    return json.dumps(doc, separators=(",", ":"))
 
 
 def _b64(text: str) -> str:
@@ -73,8 +89,9 @@ class FleetStore:
                 return result
             except (requests.RequestException, etcd3gw.exceptions.Etcd3Exception, OSError,
                     ValueError) as exc:  # fmt: skip
-                errors.append(f"{self.endpoints[index][0]}:{self.endpoints[index][1]}: {exc}")
-        raise StoreUnavailable("etcd unavailable (" + "; ".join(errors)[:300] + ")")
+                host, port = self.endpoints[index]
+                errors.append(f"{host}:{port}: {_why(exc)}")
+        raise StoreUnavailable("; ".join(errors)[:300])
 
     # ---- keys ------------------------------------------------------------------------------
     def get(self, key: str) -> tuple[dict | None, int]:
@@ -96,20 +113,50 @@ class FleetStore:
                 log.warning("ignoring %s: not JSON", key)
         return out
 
+    def get_prefix_revisions(self, prefix: str) -> dict[str, tuple[dict, int]]:
+        """Every key under ``prefix`` → (its JSON value, its mod revision)."""
+        found = self._call(lambda c: c.get_prefix(prefix))
+        out = {}
+        for value, meta in found:
+            key = meta["key"].decode() if isinstance(meta["key"], bytes) else meta["key"]
+            try:
+                out[key] = (orjson.loads(value), int(meta["mod_revision"]))
+            except orjson.JSONDecodeError:
+                log.warning("ignoring %s: not JSON", key)
+        return out
+
     def put(self, key: str, doc: dict, lease: etcd3gw.Lease | None = None) -> None:
-        self._call(lambda c: c.put(key, orjson.dumps(doc).decode(), lease=lease))
+        self._call(lambda c: c.put(key, _json(doc), lease=lease))
 
     def delete(self, key: str) -> None:
         self._call(lambda c: c.delete(key))
 
-    def cas(self, key: str, doc: dict, revision: int) -> bool:
-        """Write ``doc`` only if ``key`` is still at mod ``revision`` (0: does not exist yet);
-        ``False`` when someone wrote it first."""
+    def create(self, key: str, doc: dict, lease: etcd3gw.Lease | None = None) -> bool:
+        """Write ``doc`` only if ``key`` does not exist (bound to ``lease``, if given); ``False``
+        when it does. With a lease, this is etcd's election: one holder until its lease ends."""
+        put: dict = {"key": _b64(key), "value": _b64(_json(doc))}
+        if lease is not None:
+            put["lease"] = lease.id
+        txn = {
+            "compare": [{"key": _b64(key), "result": "EQUAL", "target": "CREATE",
+                         "create_revision": 0}],
+            "success": [{"request_put": put}],
+            "failure": [],
+        }  # fmt: skip
+        response = self._call(lambda c: c.transaction(txn))
+        return bool(response.get("succeeded"))
+
+    def cas(self, key: str, doc: dict, revision: int, also: dict[str, dict] | None = None
+            ) -> bool:  # fmt: skip
+        """Write ``doc`` only if ``key`` is still at mod ``revision`` (0: does not exist yet),
+        together with the ``also`` keys (one transaction: all or none); ``False`` when someone
+        wrote ``key`` first."""
+        puts = [{"request_put": {"key": _b64(k), "value": _b64(_json(d))}}
+                for k, d in {key: doc, **(also or {})}.items()]  # fmt: skip
         txn = {
             "compare": [{"key": _b64(key), "result": "EQUAL", "target": "MOD",
                          "mod_revision": revision}],
-            "success": [{"request_put": {"key": _b64(key),
-                                         "value": _b64(orjson.dumps(doc).decode())}}],
+            "success": puts,
             "failure": [],
         }  # fmt: skip
         response = self._call(lambda c: c.transaction(txn))

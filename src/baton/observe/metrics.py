@@ -42,6 +42,23 @@ _PHASE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 6
 RETAINED_UNLOADED = 5
 
 
+def _quantile(q: float, cumulative: list[tuple[float, float]]) -> float | None:
+    """The ``q`` quantile from cumulative (upper bound, count) buckets, linear within one."""
+    total = cumulative[-1][1] if cumulative else 0
+    if total <= 0:
+        return None
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for upper, count in cumulative:
+        if count >= rank:
+            if upper == float("inf"):
+                return lower
+            share = (rank - below) / (count - below) if count > below else 1.0
+            return lower + (upper - lower) * share
+        lower, below = upper, count
+    return lower
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
@@ -152,6 +169,17 @@ class Metrics:
             "Events the audit log could not write (disk full, I/O error)",
             registry=r,
         )
+        self.fleet_converged = Gauge(
+            "baton_fleet_converged",
+            "1 when every live node serves what the fleet wants (exported by the coordinator)",
+            registry=r,
+        )
+        self.fleet_node_version = Gauge(
+            "baton_fleet_node_version",
+            "The version each live node serves as default, per model (by the coordinator)",
+            ["node", "model"],
+            registry=r,
+        )
         self._children: dict[tuple[str, int], tuple] = {}
         self._states: dict[tuple[str, str], set[str]] = {}  # states each version has been in
         self._unloaded: dict[str, deque[int]] = {}
@@ -242,3 +270,27 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def version_stats(self) -> dict[tuple[str, str], dict]:
+        """Per (model, version): requests answered, errors, and the p99 latency in seconds
+        (interpolated within the histogram's buckets, as Prometheus' histogram_quantile does;
+        ``None`` without requests). Cumulative since the version was loaded."""
+        stats: dict[tuple[str, str], dict] = {}
+        for family in self.requests.collect():
+            for s in family.samples:
+                if s.name.endswith("_total"):
+                    entry = stats.setdefault((s.labels["model"], s.labels["version"]),
+                                             {"requests": 0, "errors": 0, "p99": None})  # fmt: skip
+                    entry["requests"] += int(s.value)
+                    if s.labels["outcome"] == "error":
+                        entry["errors"] += int(s.value)
+        buckets: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        for family in self.latency.collect():
+            for s in family.samples:
+                if s.name.endswith("_bucket"):
+                    key = (s.labels["model"], s.labels["version"])
+                    buckets.setdefault(key, []).append((float(s.labels["le"]), s.value))
+        for key, cumulative in buckets.items():
+            if key in stats:
+                stats[key]["p99"] = _quantile(0.99, sorted(cumulative))
+        return stats

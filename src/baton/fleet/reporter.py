@@ -1,0 +1,99 @@
+"""A node's report: what it actually serves, written to ``nodes/<node>`` under a lease.
+
+Every second (and soon after any change of state) the node writes, for each model: the
+versions it serves with their digests, the default, versions that failed (with the reason),
+versions loading, the repository's versions (digests of the newest ten, so an operator
+can roll out by number), why the fleet's desired version is not offered (``notes``), and live
+counters per version (requests, errors, p99). The key is bound to a lease (TTL 10 s by
+default): a node that dies disappears from the fleet on its own. etcd unreachable: the report
+waits and is written again, under a new lease, once etcd answers.
+
+    report = node_report(node, zone, address, manager, metrics, source, ready=True)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from baton.control.lifecycle import LOADING_STATES, VersionState
+from baton.control.manager import Manager
+from baton.fleet.source import FleetSource
+from baton.fleet.store import FleetStore, StoreUnavailable
+from baton.observe.metrics import Metrics
+
+__all__ = ["NodeReporter", "node_report"]
+
+log = logging.getLogger("baton.fleet")
+
+
+def node_report(
+    node: str, zone: str | None, address: str, manager: Manager, metrics: Metrics,
+    source: FleetSource, ready: bool,
+) -> dict:  # fmt: skip
+    stats = metrics.version_stats()
+    models = {}
+    for name, m in manager.models().items():
+        serving = {str(v): r.handle.digest for v, r in m.versions.items()
+                   if r.state is VersionState.SERVING and r.handle is not None}  # fmt: skip
+        models[name] = {
+            "serving": serving,
+            "default": m.default_version(),
+            "failed": {str(v): r.reason for v, r in m.versions.items()
+                       if r.state is VersionState.FAILED},
+            "loading": [v for v, r in m.versions.items() if r.state in LOADING_STATES],
+            "available": {str(v): d for v, d in source.available.get(name, {}).items()},
+            "note": source.notes.get(name),
+            "stats": {v: s for (model, v), s in stats.items() if model == name and v in serving},
+        }  # fmt: skip
+    return {
+        "node": node, "zone": zone, "address": address, "time": time.time(), "ready": ready,
+        "store": "reachable" if source.reachable else "unreachable", "models": models,
+    }  # fmt: skip
+
+
+class NodeReporter:
+    def __init__(
+        self, store: FleetStore, node: str, zone: str | None, address: str, manager: Manager,
+        metrics: Metrics, source: FleetSource, ready, ttl: int = 10, interval: float = 1.0,
+    ) -> None:  # fmt: skip
+        self.store, self.node, self.zone, self.address = store, node, zone, address
+        self.manager, self.metrics, self.source, self.ready = manager, metrics, source, ready
+        self.ttl, self.interval = ttl, interval
+        self.changed = asyncio.Event()  # set on state changes: report soon
+
+    def on_event(self, event) -> None:
+        if event.kind in ("state", "swap"):
+            self.changed.set()
+
+    async def run(self) -> None:
+        lease = None
+        refreshed = 0.0
+        backoff = 0.5
+        key = self.store.keys.node(self.node)
+        while True:
+            try:
+                if lease is None:
+                    lease = await asyncio.to_thread(self.store.lease, self.ttl)
+                    refreshed = time.monotonic()
+                elif time.monotonic() - refreshed > self.ttl / 3:
+                    alive = await asyncio.to_thread(self.store.refresh, lease)
+                    refreshed = time.monotonic()
+                    if not alive:
+                        lease = None
+                        continue
+                report = node_report(self.node, self.zone, self.address, self.manager,
+                                     self.metrics, self.source, self.ready())  # fmt: skip
+                await asyncio.to_thread(self.store.put, key, report, lease)
+                backoff = 0.5
+            except StoreUnavailable as exc:
+                log.debug("cannot report to the fleet store (%s)", exc)
+                lease = None  # it may expire meanwhile: take a new one when etcd is back
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), self.interval)
