@@ -309,10 +309,14 @@ def format_rollout(r, views, now: float) -> str:
             f"  on the candidate: {', '.join(r.waved) or 'no node'}; waiting: "
             f"{', '.join(n for n in r.order if n not in r.waved) or 'no node'}",
             f"  gates: {values.requests} candidate requests (judged from {g.min_requests}), "
-            f"error rate {rate} (max {g.max_error_rate:.2%}), p99 ratio {ratio} "
-            f"(max {g.max_p99_ratio:g})",
+            f"error rate {rate} (max {_limit(g.max_error_rate, '.2%')}), p99 ratio {ratio} "
+            f"(max {_limit(g.max_p99_ratio, 'g')})",
         ]
     )
+
+
+def _limit(value: float | None, spec: str) -> str:
+    return "none" if value is None else format(value, spec)
 
 
 def format_status(state, store) -> str:

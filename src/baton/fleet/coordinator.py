@@ -21,13 +21,13 @@ import time
 import uuid
 from collections.abc import Callable
 
+from baton.fleet.records import read_rollouts, read_targets
 from baton.fleet.rollout import (
     PROMOTED,
     FleetRollout,
     NodeModel,
     Target,
     VersionStats,
-    from_json,
     step,
     to_json,
 )
@@ -35,7 +35,7 @@ from baton.fleet.store import FleetStore, StoreUnavailable
 from baton.fleet.verdict import Verdict, fleet_verdict
 from baton.fleet.watch import PrefixWatch
 
-__all__ = ["Coordinator", "node_models", "target_doc", "write_audit"]
+__all__ = ["Coordinator", "audit_entry", "node_models", "target_doc", "write_audit"]
 
 log = logging.getLogger("baton.fleet")
 
@@ -52,6 +52,7 @@ def node_models(report: dict) -> dict[str, NodeModel]:
             {int(v): d for v, d in m.get("serving", {}).items()},
             {int(v): r for v, r in m.get("failed", {}).items()},
             stats,
+            m.get("note"),
         )
     return out
 
@@ -61,11 +62,17 @@ def target_doc(target: Target, set_by: str) -> dict:
     return {"version": target.version, "digest": target.digest, "set_by": set_by}
 
 
-def write_audit(store: FleetStore, kind: str, model: str, message: str, **data) -> None:
-    """A fleet audit entry (``audit/<time>-<id>``); blocking."""
+def audit_entry(store: FleetStore, kind: str, model: str, message: str, **data
+                ) -> tuple[str, dict]:  # fmt: skip
+    """A fleet audit entry's key (``audit/<time>-<id>``) and value, to write with a change."""
     stamp = f"{time.time():017.6f}-{uuid.uuid4().hex[:6]}"
-    store.put(store.keys.audit(stamp), {"time": time.time(), "kind": kind, "model": model,
-                                        "message": message, "data": data})  # fmt: skip
+    return store.keys.audit(stamp), {"time": time.time(), "kind": kind, "model": model,
+                                     "message": message, "data": data}  # fmt: skip
+
+
+def write_audit(store: FleetStore, kind: str, model: str, message: str, **data) -> None:
+    """A fleet audit entry on its own; blocking."""
+    store.put(*audit_entry(store, kind, model, message, **data))
 
 
 class Coordinator:
@@ -78,29 +85,28 @@ class Coordinator:
         self.leading = False
 
     async def run(self) -> None:
-        """Campaign, lead while elected, campaign again when the lead is lost."""
-        changed = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        keys = self.store.keys
-        watches = [PrefixWatch(self.store, prefix, changed)
-                   for prefix in (keys.nodes, keys.rollouts, keys.election)]  # fmt: skip
-        for watch in watches:
-            watch.start(loop)
+        """Campaign whenever nobody leads (watching the election key), lead while elected."""
+        election = asyncio.Event()
+        watch = PrefixWatch(self.store, self.store.keys.election, election)
+        watch.start(asyncio.get_running_loop())
         try:
             while True:
+                election.clear()
                 lease = await self._campaign()
-                if lease is None:
-                    changed.clear()  # wait for the election key to change (or a while)
+                if lease is None:  # someone leads (or etcd is away): wait for a change
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(changed.wait(), self.ttl / 2)
+                        await asyncio.wait_for(election.wait(), self.ttl / 2)
                     continue
-                await self._lead(lease, changed)
+                await self._lead(lease)
         finally:
-            for watch in watches:
-                watch.stop()
+            watch.stop()
 
     async def _campaign(self):
+        """Our lease if we now hold the election key; ``None`` if another node does."""
         try:
+            holder, _ = await asyncio.to_thread(self.store.get, self.store.keys.election)
+            if holder is not None:
+                return None
             lease = await asyncio.to_thread(self.store.lease, self.ttl)
             won = await asyncio.to_thread(
                 self.store.create, self.store.keys.election, {"node": self.node}, lease
@@ -109,28 +115,49 @@ class Coordinator:
             return None
         if not won:
             with contextlib.suppress(StoreUnavailable):
-                await asyncio.to_thread(lease.revoke)
+                await asyncio.to_thread(self.store.revoke, lease)
             return None
         log.info("%s coordinates the fleet", self.node)
         self.leading = True
         return lease
 
-    async def _lead(self, lease, changed: asyncio.Event) -> None:
+    async def _lead(self, lease) -> None:
+        """Step the rollouts on every change of the nodes' reports or the rollout records, and
+        every second; keep the lease alive. Returns when the lease is lost or etcd is away;
+        gives the lead up (revokes the lease) on the way out, so another node takes over at
+        once."""
+        changed = asyncio.Event()
+        keys = self.store.keys
+        watches = [
+            PrefixWatch(self.store, prefix, changed) for prefix in (keys.nodes, keys.rollouts)
+        ]
+        for watch in watches:
+            watch.start(asyncio.get_running_loop())
         refreshed = time.monotonic()
         try:
             while True:
                 if time.monotonic() - refreshed > self.ttl / 3:
                     if not await asyncio.to_thread(self.store.refresh, lease):
-                        return  # the lease ran out: someone else may lead now
+                        log.warning("%s lost its coordinator lease", self.node)
+                        return
                     refreshed = time.monotonic()
                 changed.clear()
-                await asyncio.to_thread(self.pass_once)
+                try:
+                    await asyncio.to_thread(self.pass_once)
+                except StoreUnavailable:
+                    raise
+                except Exception:  # one bad record or report must not stop every rollout
+                    log.exception("a coordinator pass failed; trying again")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), 1.0)
         except StoreUnavailable as exc:
             log.warning("%s stops coordinating: %s", self.node, exc)
         finally:
             self.leading = False
+            for watch in watches:
+                watch.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.to_thread(self.store.revoke, lease), 2.0)
 
     def pass_once(self) -> Verdict:
         """One look at the fleet: step every running rollout; blocking."""
@@ -138,15 +165,15 @@ class Coordinator:
         reports = {
             key[len(keys.nodes) :]: doc for key, doc in self.store.get_prefix(keys.nodes).items()
         }
-        views = {node: node_models(report) for node, report in reports.items()}
+        views = {}
+        for node, report in reports.items():
+            try:
+                views[node] = node_models(report)
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                log.warning("ignoring the report of %s: %s", node, exc)
         rollouts: dict[str, FleetRollout] = {}
         now = time.time()
-        for key, (doc, revision) in self.store.get_prefix_revisions(keys.rollouts).items():
-            model = keys.model_of(key)
-            try:
-                rollout = from_json(doc)
-            except (KeyError, TypeError, ValueError):
-                continue
+        for model, (rollout, revision) in read_rollouts(self.store).items():
             if not rollout.finished:
                 result = step(rollout, views, now)
                 if result.rollout != rollout:
@@ -154,20 +181,18 @@ class Coordinator:
                     if result.rollout.status == PROMOTED:  # the target moves in the same write
                         also[keys.target(model)] = target_doc(result.rollout.candidate,
                                                               f"rollout ({self.node})")  # fmt: skip
-                    if not self.store.cas(key, to_json(result.rollout), revision, also):
-                        continue  # written meanwhile (an operator): look again next pass
                     if result.note:
-                        write_audit(self.store, "rollout", model, result.note,
-                                    status=result.rollout.status, wave=result.rollout.wave,
-                                    coordinator=self.node)  # fmt: skip
-                    rollout = result.rollout
+                        r = result.rollout
+                        key, doc = audit_entry(
+                            self.store, "rollout", model, result.note,
+                            status=r.status, wave=r.wave, by=self.node,
+                        )  # fmt: skip
+                        also[key] = doc
+                    if self.store.cas(keys.rollout(model), to_json(result.rollout), revision, also):
+                        rollout = result.rollout
+                    # else: written meanwhile (an operator): look again next pass
             rollouts[model] = rollout
-        targets = {}
-        for key, doc in self.store.get_prefix(keys.models).items():
-            model = keys.model_of(key)
-            if model and key.endswith("/target"):
-                targets[model] = Target(int(doc["version"]), str(doc["digest"]))
-        verdict = fleet_verdict(targets, rollouts, reports)
+        verdict = fleet_verdict(read_targets(self.store), rollouts, reports)
         if self.on_verdict is not None:
             self.on_verdict(verdict)
         return verdict

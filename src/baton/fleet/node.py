@@ -16,10 +16,12 @@ import asyncio
 import socket
 
 from baton.api.dataplane import DataPlane
+from baton.control.lifecycle import VersionState
 from baton.control.manager import Manager
 from baton.fleet.coordinator import Coordinator
 from baton.fleet.keys import check_name
 from baton.fleet.reporter import NodeReporter
+from baton.fleet.rollout import desired
 from baton.fleet.source import FleetSource
 from baton.fleet.store import FleetStore
 from baton.fleet.verdict import Verdict
@@ -57,10 +59,25 @@ class FleetNode:
         ]
 
     def serves_every_managed_model(self) -> bool:
+        """Every model the fleet manages is served here — except one this node cannot have (its
+        repository lacks the version or holds other bytes, or the version failed here): that
+        node is diverged, not unready, so a bad target never empties the load balancer."""
         view = self.source.view
         managed = set(view.targets) | {m for m, r in view.rollouts.items() if not r.finished}
         models = self.manager.models()
-        return all(name in models and models[name].serving() for name in managed)
+        for name in managed:
+            if name in self.source.notes:
+                continue
+            model = models.get(name)
+            if model is None:
+                return False  # not offered yet
+            if model.serving():
+                continue
+            want = desired(self.name, view.targets.get(name), view.rollouts.get(name))
+            record = model.versions.get(want.version) if want is not None else None
+            if record is None or record.state is not VersionState.FAILED:
+                return False  # still loading
+        return True
 
     def _export(self, verdict: Verdict) -> None:
         """The coordinator's view of the fleet, as metrics (scrape the coordinator's node)."""

@@ -18,7 +18,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from baton.fleet.coordinator import node_models, target_doc, write_audit
+from baton.fleet.coordinator import audit_entry, node_models, target_doc
+from baton.fleet.records import read_rollouts, read_targets
 from baton.fleet.rollout import (
     PAUSED,
     PROMOTED,
@@ -73,21 +74,15 @@ class RolloutOptions:
 
 def fleet_state(store: FleetStore) -> FleetState:
     keys = store.keys
-    reports = {key[len(keys.nodes) :]: doc for key, doc in store.get_prefix(keys.nodes).items()}
-    targets = {}
-    for key, doc in store.get_prefix(keys.models).items():
-        model = keys.model_of(key)
-        if model and key.endswith("/target"):
-            targets[model] = Target(int(doc["version"]), str(doc["digest"]))
-    rollouts = {}
-    for key, doc in store.get_prefix(keys.rollouts).items():
-        model = keys.model_of(key)
-        if model:
-            try:
-                rollouts[model] = from_json(doc)
-            except (KeyError, TypeError, ValueError):
-                continue
-    leader = store.get_prefix(keys.election).get(keys.election, {}).get("node")
+    reports = {
+        key[len(keys.nodes) :]: doc
+        for key, doc in store.get_prefix(keys.nodes).items()
+        if isinstance(doc, dict) and isinstance(doc.get("models", {}), dict)
+    }
+    rollouts = {model: r for model, (r, _) in read_rollouts(store).items()}
+    targets = read_targets(store)
+    holder, _ = store.get(keys.election)
+    leader = holder.get("node") if isinstance(holder, dict) else None
     return FleetState(time.time(), leader, reports, targets, rollouts,
                       fleet_verdict(targets, rollouts, reports))  # fmt: skip
 
@@ -130,15 +125,16 @@ def _serving_target(reports: dict[str, dict], model: str) -> Target:
 
 
 def _rollout_record(store: FleetStore, model: str) -> tuple[FleetRollout | None, int]:
+    """The model's rollout record and its revision ((None, 0) without one; a malformed record
+    reads as none, at its revision, so it can be overwritten)."""
     key = store.keys.rollout(model)
     found = store.get_prefix_revisions(key).get(key)
     if found is None:
         return None, 0
-    doc, revision = found
     try:
-        return from_json(doc), revision
+        return from_json(found[0]), found[1]
     except (KeyError, TypeError, ValueError):
-        return None, revision
+        return None, found[1]
 
 
 def set_target(store: FleetStore, model: str, version: int, by: str = "operator",
@@ -155,10 +151,10 @@ def set_target(store: FleetStore, model: str, version: int, by: str = "operator"
     target = Target(version, digest)
     key = store.keys.target(model)
     found = store.get_prefix_revisions(key).get(key)
-    if not store.cas(key, target_doc(target, by), found[1] if found else 0):
+    audit = audit_entry(store, "target", model, f"target set to version {version} by {by}",
+                        version=version, digest=target.digest)  # fmt: skip
+    if not store.cas(key, target_doc(target, by), found[1] if found else 0, dict([audit])):
         raise FleetError(f"the target of {model} changed meanwhile; look and try again")
-    write_audit(store, "target", model, f"target set to version {version} by {by}",
-                version=version, digest=target.digest)  # fmt: skip
     return target
 
 
@@ -191,12 +187,13 @@ def start_rollout(
     also = {}
     if model not in state.targets:  # the stable version becomes the target: nodes fall back to it
         also[store.keys.target(model)] = target_doc(stable, by)
+    key, doc = audit_entry(store, "rollout", model,
+                           f"rollout v{stable.version} → v{version} started by {by} over waves "
+                           f"{'/'.join(map(str, rollout.sizes))} of {len(order)} nodes",
+                           waves=list(rollout.sizes), order=list(order))  # fmt: skip
+    also[key] = doc
     if not store.cas(store.keys.rollout(model), to_json(rollout), revision, also):
         raise FleetError(f"the rollout record of {model} changed meanwhile; look and try again")
-    write_audit(store, "rollout", model,
-                f"rollout v{stable.version} → v{version} started by {by} over waves "
-                f"{'/'.join(map(str, rollout.sizes))} of {len(order)} nodes",
-                waves=list(rollout.sizes), order=list(order))  # fmt: skip
     return rollout
 
 
@@ -221,21 +218,24 @@ def operate_rollout(store: FleetStore, model: str, action: str, by: str = "opera
     also = {}
     if after.status == PROMOTED:
         also[store.keys.target(model)] = target_doc(after.candidate, by)
-    if not store.cas(store.keys.rollout(model), to_json(after), revision, also):
-        raise FleetError(f"the rollout of {model} changed meanwhile; look and try again")
     change = {
         "pause": "paused: no further node takes the candidate",
         "resume": "resumed",
         "promote": f"promoted: every node now serves v{after.candidate.version}",
         "abort": f"aborted: every node returns to v{after.stable.version}",
     }[action]
-    write_audit(store, "rollout", model, f"rollout {change} (by {by})", status=after.status)
+    key, doc = audit_entry(store, "rollout", model, f"rollout {change} (by {by})",
+                           status=after.status)  # fmt: skip
+    also[key] = doc
+    if not store.cas(store.keys.rollout(model), to_json(after), revision, also):
+        raise FleetError(f"the rollout of {model} changed meanwhile; look and try again")
     return after, f"{model}: rollout v{after.stable.version} → v{after.candidate.version} {change}"
 
 
 def fleet_audit(store: FleetStore, model: str | None = None, limit: int = 50) -> list[dict]:
     """The newest ``limit`` fleet audit entries (oldest first), of one model or all."""
-    entries = [doc for _, doc in sorted(store.get_prefix(store.keys.audits).items())]
+    entries = [doc for _, doc in sorted(store.get_prefix(store.keys.audits).items())
+               if isinstance(doc, dict)]  # fmt: skip
     if model is not None:
         entries = [e for e in entries if e.get("model") == model]
     return entries[-limit:] if limit > 0 else []

@@ -63,37 +63,50 @@ class NodeReporter:
         self.manager, self.metrics, self.source, self.ready = manager, metrics, source, ready
         self.ttl, self.interval = ttl, interval
         self.changed = asyncio.Event()  # set on state changes: report soon
+        self._lease = None
 
     def on_event(self, event) -> None:
         if event.kind in ("state", "swap"):
             self.changed.set()
 
     async def run(self) -> None:
-        lease = None
+        """Report until cancelled; then revoke the lease, so the fleet sees this node leave at
+        once rather than a TTL later."""
+        self._lease = None
+        try:
+            await self._report_forever()
+        finally:
+            if self._lease is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.to_thread(self.store.revoke, self._lease), 2.0)
+
+    async def _report_forever(self) -> None:
         refreshed = 0.0
         backoff = 0.5
         key = self.store.keys.node(self.node)
         while True:
             try:
-                if lease is None:
-                    lease = await asyncio.to_thread(self.store.lease, self.ttl)
+                if self._lease is None:
+                    self._lease = await asyncio.to_thread(self.store.lease, self.ttl)
                     refreshed = time.monotonic()
                 elif time.monotonic() - refreshed > self.ttl / 3:
-                    alive = await asyncio.to_thread(self.store.refresh, lease)
+                    alive = await asyncio.to_thread(self.store.refresh, self._lease)
                     refreshed = time.monotonic()
                     if not alive:
-                        lease = None
+                        self._lease = None
                         continue
+                self.changed.clear()  # before reading: a change from here on reports again
                 report = node_report(self.node, self.zone, self.address, self.manager,
                                      self.metrics, self.source, self.ready())  # fmt: skip
-                await asyncio.to_thread(self.store.put, key, report, lease)
+                await asyncio.to_thread(self.store.put, key, report, self._lease)
                 backoff = 0.5
             except StoreUnavailable as exc:
-                log.debug("cannot report to the fleet store (%s)", exc)
-                lease = None  # it may expire meanwhile: take a new one when etcd is back
+                (log.warning if backoff == 0.5 else log.debug)(
+                    "cannot report to the fleet store (%s); retrying", exc
+                )
+                self._lease = None  # it may expire meanwhile: a new one when etcd is back
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            self.changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), self.interval)

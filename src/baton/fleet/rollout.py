@@ -9,9 +9,12 @@ in ``waved``, else the stable version (:func:`desired`). Within a wave:
   the gates are checked on the nodes' reports (error rate of the candidate's traffic, its p99
   against the stable version's on the other nodes); after ``interval`` seconds of passing gates
   the next wave starts, and after the last the rollout is promoted;
-- a node that fails to load the candidate, or a failing gate, rolls the rollout back: every
-  node serves the stable version again;
-- a node that disappears (its lease expired) no longer holds the wave up.
+- a node that fails to load the candidate, or cannot get it (its repository lacks it or holds
+  other bytes), or a failing gate, rolls the rollout back: every node serves the stable
+  version again;
+- a node that disappears (its lease expired) no longer holds the wave up; but no wave passes
+  before some node has served the candidate (if the first wave's nodes die while loading it,
+  the rollout waits for an operator).
 
     r = start("m", Target(1, "d1"), Target(2, "d2"), order, sizes, now=t)
     r = step(r, reports, now=t + 1).rollout         # gates: r.gates
@@ -67,6 +70,7 @@ class NodeModel:
     serving: Mapping[int, str] = field(default_factory=dict)  # SERVING version → digest
     failed: Mapping[int, str] = field(default_factory=dict)  # FAILED version → reason
     stats: Mapping[int, VersionStats] = field(default_factory=dict)
+    note: str | None = None  # why the version the fleet wants of it is not offered there
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,7 @@ class FleetRollout:
     waved: tuple[str, ...] = ()
     settled_at: float | None = None  # when the current wave had every live node converged
     reason: str | None = None
+    proven: bool = False  # some node has served the candidate (only then can a wave pass)
 
     @property
     def finished(self) -> bool:
@@ -111,6 +116,12 @@ def start(
         raise ValueError("the fleet has no live node to roll out to")
     if max_loading < 1:
         raise ValueError("max_loading must be at least 1")
+    if gates.min_requests < 1:
+        raise ValueError("the gates need at least 1 request to judge (min_requests)")
+    if gates.max_p99_ratio is not None and not gates.max_p99_ratio > 0:
+        raise ValueError("max_p99_ratio must be a positive number")
+    if gates.max_error_rate is not None and not 0 <= gates.max_error_rate <= 1:
+        raise ValueError("max_error_rate must be between 0 and 1")
     return FleetRollout(model, stable, candidate, tuple(order), tuple(sizes), interval,
                         max_loading, gates)  # fmt: skip
 
@@ -128,16 +139,20 @@ def step(r: FleetRollout, reports: Mapping[str, Mapping[str, NodeModel]], now: f
     if r.status != RUNNING:
         return Step(r)
     views = {node: models.get(r.model, NodeModel()) for node, models in reports.items()}
-    for node in r.waved:
-        reason = views[node].failed.get(r.candidate.version) if node in views else None
+    for node in (n for n in r.waved if n in views):
+        reason = views[node].failed.get(r.candidate.version)
         if reason is not None:
             why = f"node {node} failed to load version {r.candidate.version} ({reason})"
+            return _end(r, ROLLED_BACK, why)
+        if views[node].note and views[node].serving.get(r.candidate.version) != r.candidate.digest:
+            why = f"node {node} cannot take version {r.candidate.version}: {views[node].note}"
             return _end(r, ROLLED_BACK, why)
 
     def converged(node: str) -> bool:
         return views[node].serving.get(r.candidate.version) == r.candidate.digest
 
-    wanted = [n for n in r.order[: r.sizes[r.wave]] if n in views]  # live nodes of this wave
+    size = r.sizes[min(r.wave, len(r.sizes) - 1)]
+    wanted = [n for n in r.order[:size] if n in views]  # live nodes of this wave
     loading = [n for n in r.waved if n in views and not converged(n)]
     waved = list(r.waved)
     for node in wanted:
@@ -147,6 +162,10 @@ def step(r: FleetRollout, reports: Mapping[str, Mapping[str, NodeModel]], now: f
     r = replace(r, waved=tuple(waved))
     if loading or any(n not in waved for n in wanted):
         return Step(r, f"wave {r.wave + 1}: loading on {', '.join(loading)}" if loading else None)
+    if any(converged(n) for n in waved if n in views):
+        r = replace(r, proven=True)
+    if not r.proven:  # the waved nodes died before serving it (a crash while loading?): wait
+        return Step(r)
     if r.settled_at is None:
         r = replace(r, settled_at=now)
     verdict = _gates(r, views)
@@ -193,7 +212,7 @@ def _gates(r: FleetRollout, views: Mapping[str, NodeModel]) -> str | None:
     """The reason the candidate's traffic fails a gate, or ``None`` (also while there is too
     little of it to judge)."""
     g, v = r.gates, _values(r, views)
-    if v.requests < g.min_requests:
+    if v.requests < max(g.min_requests, 1):
         return None
     if g.max_error_rate is not None and v.errors / v.requests > g.max_error_rate:
         return (f"candidate error rate {v.errors / v.requests:.2%} over {v.requests} requests > "
@@ -234,13 +253,21 @@ def to_json(r: FleetRollout) -> dict:
         "gates": {"max_error_rate": r.gates.max_error_rate, "max_p99_ratio": r.gates.max_p99_ratio,
                   "min_requests": r.gates.min_requests},
         "status": r.status, "wave": r.wave, "waved": list(r.waved), "settled_at": r.settled_at,
-        "reason": r.reason,
+        "reason": r.reason, "proven": r.proven,
     }  # fmt: skip
 
 
 def from_json(doc: dict) -> FleetRollout:
-    return FleetRollout(
+    """A rollout record's JSON → :class:`FleetRollout`; ``ValueError`` (or ``KeyError``,
+    ``TypeError``) when it is not a consistent one."""
+    r = FleetRollout(
         doc["model"], Target(**doc["stable"]), Target(**doc["candidate"]), tuple(doc["order"]),
         tuple(doc["sizes"]), doc["interval"], doc["max_loading"], FleetGates(**doc["gates"]),
         doc["status"], doc["wave"], tuple(doc["waved"]), doc["settled_at"], doc["reason"],
+        bool(doc.get("proven", False)),
     )  # fmt: skip
+    if r.status not in FINISHED | {RUNNING, PAUSED}:
+        raise ValueError(f"unknown rollout status {r.status!r}")
+    if not r.sizes or not 0 <= r.wave < len(r.sizes) or r.max_loading < 1:
+        raise ValueError(f"wave {r.wave} of sizes {r.sizes} (max loading {r.max_loading})")
+    return r

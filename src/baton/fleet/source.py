@@ -25,7 +25,8 @@ from dataclasses import dataclass, field, replace
 
 from baton.artifacts.files import VersionFiles
 from baton.artifacts.manifest import MANIFEST
-from baton.fleet.rollout import FleetRollout, Target, desired, from_json
+from baton.fleet.records import read_rollouts, read_targets
+from baton.fleet.rollout import FleetRollout, Target, desired
 from baton.fleet.store import FleetStore, StoreUnavailable
 from baton.fleet.watch import PrefixWatch
 from baton.sources.base import ModelSpec, Offer, Publish, Source, Unknown
@@ -79,6 +80,8 @@ def fleet_offer(
             offer[name] = replace(spec, versions={})
             continue
         offer[name] = replace(spec, versions={want.version: files})
+    for name in view.targets.keys() - specs.keys():
+        notes[name] = "the model is not in this node's repository"
     return offer, notes
 
 
@@ -101,6 +104,7 @@ class FleetSource:
         self.notes: dict[str, str] = {}  # model → why its desired version is not offered
         self.available: dict[str, dict[int, str | None]] = {}  # model → version → digest
         self._inner_offer: Offer | None = None
+        self._listing: Mapping[str, ModelSpec] | None = None  # the repository's last listing
         self._changed = asyncio.Event()
         self._published = asyncio.Event()
 
@@ -126,26 +130,40 @@ class FleetSource:
             while True:
                 await self._changed.wait()
                 self._changed.clear()
-                await self._read_view()
-                offer = self._inner_offer
-                if offer is None or not self.view_read:
-                    continue  # the repository has not looked yet, or etcd never answered
-                if not isinstance(offer, Unknown):
-                    self.available = await asyncio.to_thread(available_digests, offer)
-                    offer, self.notes = await asyncio.to_thread(
-                        fleet_offer, offer, self.view, self.node
-                    )
-                if offer != last:
-                    publish(self.name, offer)
-                    last = offer
-                self._published.set()
-                self._published = asyncio.Event()
+                try:
+                    offer = await self._offer()
+                    if offer is not None and offer != last:
+                        publish(self.name, offer)
+                        last = offer
+                except Exception:  # a bug here must not stop the node following the fleet
+                    log.exception("the fleet source could not make an offer; retrying")
+                    loop.call_later(1.0, self._changed.set)
+                finally:
+                    self._published.set()  # refresh() returns, whether or not it published
+                    self._published = asyncio.Event()
         finally:
             for watch in watches:
                 watch.stop()
             inner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await inner
+
+    async def _offer(self) -> Offer | None:
+        """This node's offer now; ``None`` before both the repository and etcd answered once.
+        While the repository is unknown (S3 away), its last listing is filtered by the
+        fleet's current wishes (a version already downloaded still loads; an abort applies)."""
+        await self._read_view()
+        offer = self._inner_offer
+        if isinstance(offer, Unknown):
+            if self._listing is None:
+                return offer
+            offer = self._listing
+        if offer is None or not self.view_read:
+            return None
+        self._listing = offer
+        self.available = await asyncio.to_thread(available_digests, offer)
+        filtered, self.notes = await asyncio.to_thread(fleet_offer, offer, self.view, self.node)
+        return filtered
 
     async def _read_view(self) -> None:
         try:
@@ -161,18 +179,5 @@ class FleetSource:
         self.view = FleetView(targets, rollouts)
 
     def _read(self) -> tuple[dict[str, Target], dict[str, FleetRollout]]:
-        keys = self.store.keys
-        targets = {}
-        for key, doc in self.store.get_prefix(keys.models).items():
-            model = keys.model_of(key)
-            if model and key.endswith("/target"):
-                targets[model] = Target(int(doc["version"]), str(doc["digest"]))
-        rollouts = {}
-        for key, doc in self.store.get_prefix(keys.rollouts).items():
-            model = keys.model_of(key)
-            if model:
-                try:
-                    rollouts[model] = from_json(doc)
-                except (KeyError, TypeError, ValueError) as exc:
-                    log.warning("ignoring the rollout record of %s: %s", model, exc)
-        return targets, rollouts
+        rollouts = {model: r for model, (r, _) in read_rollouts(self.store).items()}
+        return read_targets(self.store), rollouts  # rollouts first (see baton.fleet.records)

@@ -171,6 +171,11 @@ class FleetStore:
         ttl = self._call(lambda c: lease.refresh())
         return bool(ttl) and int(ttl) > 0
 
+    def revoke(self, lease: etcd3gw.Lease) -> None:
+        """End ``lease`` now: the keys bound to it go at once (a node leaving, a coordinator
+        stepping down)."""
+        self._call(lambda c: lease.revoke())
+
     def lock(self, name: str, ttl: int) -> etcd3gw.Lock:
         return self._call(lambda c: c.lock(id=name, ttl=ttl))
 

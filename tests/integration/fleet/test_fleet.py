@@ -117,6 +117,16 @@ def test_a_version_that_fails_to_load_rolls_the_fleet_back(processes, etcd, s3, 
     state = fleet(etcd)
     assert all(serves(state, n, 1) for n in nodes) and state.targets["m"].version == 1
     assert "failed to load version 2" in baton_fleet(etcd, "audit").stdout
+    # The same bad version as the target of every node at once: each one tries it, keeps
+    # serving version 1 and stays ready; the fleet is diverged, never out of the balancer.
+    with FleetTraffic(nodes) as load:
+        assert baton_fleet(etcd, "target", "m", "2").returncode == 0
+        state = wait_for(lambda: (s := fleet(etcd)).verdict.status == "diverged"
+                         and len(s.verdict.diverged) == 3 and s, 60)  # fmt: skip
+        assert all("version 2 failed" in d for d in state.verdict.diverged)
+        for node in nodes.values():
+            assert httpx.get(f"{node.url}/v2/health/ready", timeout=5).status_code == 200
+    assert load.failures == [] and all(serves(state, n, 1) for n in nodes)
 
 
 def test_a_node_whose_repository_holds_other_bytes_is_diverged_never_fine(

@@ -117,3 +117,32 @@ def test_desired_without_a_rollout_is_the_target():
     assert desired("a", CANDIDATE, None) == CANDIDATE
     promoted = replace(rollout(), status="PROMOTED", waved=NODES)
     assert desired("z", CANDIDATE, promoted) == CANDIDATE  # finished: the target decides
+
+
+def test_a_waved_node_that_cannot_get_the_candidate_rolls_the_rollout_back():
+    r = rollout(waved=("a",))
+    reports = {"a": {"m": NodeModel({1: "d1"}, {}, {}, "version 2 here has other bytes")},
+               "b": on_stable(), "c": on_stable()}  # fmt: skip
+    s = step(r, reports, now=0)
+    assert s.rollout.status == "ROLLED_BACK" and "cannot take version 2" in s.rollout.reason
+    assert s.rollout.waved == ()
+
+
+def test_no_wave_passes_before_some_node_has_served_the_candidate():
+    r = rollout(waved=("a",))
+    s = step(r, {"x": on_stable()}, now=100)  # a died while loading; only a newcomer is alive
+    assert s.rollout.status == "RUNNING" and s.rollout.wave == 0 and s.rollout.settled_at is None
+    s = step(r, {"a": on_candidate(), "b": on_stable()}, now=101)
+    assert s.rollout.proven  # once a served it, its death no longer holds the rollout up
+    s = step(replace(s.rollout, settled_at=None), {"b": on_stable()}, now=200)
+    s = step(s.rollout, {"b": on_stable()}, now=211)
+    assert s.rollout.wave == 1
+
+
+@pytest.mark.parametrize(
+    "gates",
+    [FleetGates(min_requests=0), FleetGates(max_p99_ratio=0), FleetGates(max_error_rate=2)],
+)
+def test_gates_that_cannot_judge_are_refused_at_start(gates):
+    with pytest.raises(ValueError):
+        start("m", STABLE, CANDIDATE, NODES, (1, 3), gates=gates)
