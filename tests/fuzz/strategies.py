@@ -46,6 +46,7 @@ from hypothesis import HealthCheck, reject, settings
 from hypothesis import strategies as st
 
 from baton.api.grpc import inference_pb2 as pb
+from baton.api.grpc.codec import CONTENTS_FIELD
 from baton.dev.demo import affine_model, write_version
 from baton.dev.testing import ServerProcess
 from baton.settings import parse_duration
@@ -413,13 +414,14 @@ json_scalars = (
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=10)
 )
-json_values = st.recursive(
-    json_scalars,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
-    ),
-    max_leaves=12,
-)
+
+
+def _json_containers(children: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children,
+                                                            max_size=4)  # fmt: skip
+
+
+json_values = st.recursive(json_scalars, _json_containers, max_leaves=12)
 #: Texts that look like numbers: ASCII, Arabic-Indic, fullwidth and mathematical digits (int()
 #: reads them), superscripts and circled digits (str.isdigit() says yes, int() says no), signs,
 #: exponents and separators.
@@ -1007,20 +1009,7 @@ CONTENTS = {
     "fp64_contents": st.floats(),
     "bytes_contents": st.binary(max_size=8),
 }
-TYPED_FIELD = {
-    "BOOL": "bool_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "UINT8": "uint_contents",
-    "UINT16": "uint_contents",
-    "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-    "BYTES": "bytes_contents",
-}
+TYPED_FIELD = CONTENTS_FIELD  # v2 datatype → the InferTensorContents field carrying it
 #: RPCs that garbage bytes are sent to (not load/unload: a lucky parse could unload a model).
 RAW_METHODS = ["ModelInfer", "ModelInfer", "ModelMetadata", "ModelReady", "ServerMetadata",
                "ServerLive", "ServerReady", "RepositoryIndex"]  # fmt: skip

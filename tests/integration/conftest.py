@@ -41,14 +41,16 @@ def server_factory(tmp_path):
         assert code == 0, f"server exited with {code}:\n{server.output()[-3000:]}"
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
+def wait_for(predicate, timeout: float = 30.0, what: str = "", *, interval: float = 0.05):
+    """``predicate()``'s first truthy value, polled every ``interval`` s; an AssertionError
+    naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            raise AssertionError(f"{what or 'condition'} not met within {timeout:g} s")
         time.sleep(interval)
 
 

@@ -234,11 +234,17 @@ class Manager:
                 self._mark(name)
         now = self._clock()
         action = None
-        while (name := self._queue.next()) is not None:
+        seen: set[str] = set()
+        while (name := self._queue.next(now)) is not None:
             m = self._models.get(name)
-            if m is None:
-                self._queue.done(name)
+            if m is None or name in seen:  # gone, or asked for again within this pass
+                if m is None:
+                    self._queue.done(name)
+                else:
+                    self._queue.at(name, now + 0.001)  # look again in the next pass
+                    self._queue.done(name)
                 continue
+            seen.add(name)
             self._limit_updates(m, now)
             self._check_rollout(m, now)
             self._t.announce_swap(m)  # a pin, unpin or label may have moved the default

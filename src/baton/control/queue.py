@@ -43,9 +43,11 @@ class ReconcileQueue:
         if self._due[0] == (when, name):
             self._arm(when)
 
-    def next(self) -> str | None:
-        """The next model to reconcile (due timers count as dirty), or ``None``."""
-        now = self._clock()
+    def next(self, now: float | None = None) -> str | None:
+        """The next model to reconcile (timers due by ``now`` count as dirty; default: the
+        clock), or ``None``. A reconcile pass gives its own start time, so a timer it sets
+        (always later than that) waits for the next pass instead of spinning this one."""
+        now = self._clock() if now is None else now
         while self._due and self._due[0][0] <= now:
             when, name = heapq.heappop(self._due)
             if self._due_at.get(name) == when:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import onnx
@@ -86,17 +84,6 @@ def baton_fleet(etcd: Etcd, *args: str) -> subprocess.CompletedProcess:
          *args],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or condition}")
-        time.sleep(0.2)
 
 
 def serves(state: FleetState, node: str, version: int) -> bool:

@@ -16,7 +16,8 @@ from baton.artifacts.publish import publish
 from baton.dev.demo import affine_model
 from tests.integration.traffic import Traffic
 
-from .fleet import FleetRepo, baton_fleet, digests, fleet, serves, start_node, wait_for
+from ..conftest import wait_for
+from .fleet import FleetRepo, baton_fleet, digests, fleet, serves, start_node
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -139,3 +139,26 @@ async def test_canary_starts_only_when_the_limiter_admits_the_version(tmp_path):
     h.now += 60
     await h.settle()
     assert h.manager.model("m").rollout.candidate == 2
+
+
+async def test_a_pass_ends_while_a_held_back_version_waits_and_the_clock_runs_on(h):
+    """Found by bench/fuzz.py: a pass read the clock once, its timers compared against the live
+    clock; once a held-back version's wait ran out *during* the pass, the same model came back
+    due again and again, and the pass never ended (the event loop stopped answering)."""
+    h.add(1)
+    await h.settle()
+    h.now += 10
+    h.add(2)  # held back for 50 s
+    reads = 0
+
+    def running_clock() -> float:  # each read is a second later than the one before
+        nonlocal reads
+        reads += 1
+        assert reads < 10_000, "the reconcile pass does not end"
+        h.now += 1
+        return h.now
+
+    h.manager._clock = h.manager._queue._clock = running_clock
+    for _ in range(100):  # the wait (50 s) runs out during one of these passes
+        h.manager.tick()
+    assert reads < 1_000
