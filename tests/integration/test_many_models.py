@@ -67,7 +67,10 @@ def test_a_rollback_takes_effect_during_a_republish_of_twenty_models(server_fact
           f"{returned * 1000:.0f} ms) with {not_yet} of {len(MODELS)} republished models "
           "not serving yet")  # fmt: skip
     assert not_yet > 0, "the churn ended before the rollback: nothing was measured"
-    assert took < 0.25, f"rollback took {took:.3f} s during the churn"
+    # It does not wait for the republish (seconds: twenty loads, two at a time). Typically
+    # 35-80 ms here; the bound leaves room for a loaded CI machine (bench/many_models.py
+    # measures the < 100 ms p99 target on a quiet one).
+    assert took < 1.0, f"rollback took {took:.3f} s during the churn"
 
     wait_for(lambda: all(served(server.url, name) == "2" for name in MODELS), timeout=120)
     final = states(server.url)

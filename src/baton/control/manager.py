@@ -315,7 +315,10 @@ class Manager:
             await asyncio.gather(self._loop_task, return_exceptions=True)
         self._queue.close()
         for (name, version), task in list(self._loads.items()):
-            self._models[name].versions[version].cancelling = True
+            m = self._models.get(name)  # a cancelled load's model may be forgotten already
+            record = m.versions.get(version) if m is not None else None
+            if record is not None:
+                record.cancelling = True
             task.cancel()
         await asyncio.gather(*self._loads.values(), return_exceptions=True)
         for m in self._models.values():
