@@ -19,7 +19,7 @@ import argparse
 import os
 import time
 
-from baton.cli.common import CliError, Parser, duration, print_json, table
+from baton.cli.common import CliError, Parser, duration, print_json, steps, table
 
 __all__ = ["add_commands", "format_status", "run"]
 
@@ -123,6 +123,20 @@ def add_commands(sub, flags: argparse.ArgumentParser) -> None:
         "version's (default 1.5)",
     )
     rollout.add_argument(
+        "--canary-steps",
+        type=steps,
+        metavar="WEIGHTS",
+        help="each node of a wave runs its own canary through these weights in %%, e.g. "
+        "1,10,50,100 (default: each node swaps at once)",
+    )
+    rollout.add_argument(
+        "--canary-interval",
+        type=duration,
+        default=30.0,
+        metavar="DURATION",
+        help="time per step of a node's canary (default 30s)",
+    )
+    rollout.add_argument(
         "--min-requests",
         type=int,
         default=50,
@@ -213,6 +227,8 @@ def _rollout(args: argparse.Namespace, store, ops) -> None:
             args.wave_interval,
             args.max_loading,
             FleetGates(args.max_error_rate, args.max_p99_ratio, args.min_requests),
+            tuple(args.canary_steps or ()),
+            args.canary_interval,
         )
         r = ops.start_rollout(store, args.model, args.to, options)
         print(
@@ -299,6 +315,9 @@ def format_rollout(r, views, now: float) -> str:
     rate = f"{values.error_rate:.2%}" if values.error_rate is not None else "-"
     ratio = f"{values.p99_ratio:.2f}x" if values.p99_ratio is not None else "-"
     wave = f"wave {r.wave + 1}/{len(r.sizes)} (nodes per wave {'/'.join(map(str, r.sizes))})"
+    if r.canary_steps:
+        weights = "/".join(f"{w:g}%" for w in r.canary_steps)
+        wave += f", each node a canary {weights} every {r.canary_interval:g}s"
     line = f"{r.model}: {r.status} v{r.stable.version} → v{r.candidate.version}, {wave}"
     if r.reason:
         line += f" — {r.reason}"

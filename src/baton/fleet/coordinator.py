@@ -53,6 +53,7 @@ def node_models(report: dict) -> dict[str, NodeModel]:
             {int(v): r for v, r in m.get("failed", {}).items()},
             stats,
             m.get("note"),
+            m.get("default"),
         )
     return out
 

@@ -70,6 +70,8 @@ class RolloutOptions:
     interval: float = 30.0
     max_loading: int = 1
     gates: FleetGates = field(default_factory=FleetGates)
+    canary_steps: tuple[float, ...] = ()  # each node's own canary; () = each swaps at once
+    canary_interval: float = 30.0
 
 
 def fleet_state(store: FleetStore) -> FleetState:
@@ -181,7 +183,8 @@ def start_rollout(
     try:
         rollout = start(model, stable, candidate, order, wave_sizes(sizes_spec, len(order)),
                         interval=options.interval, max_loading=options.max_loading,
-                        gates=options.gates)  # fmt: skip
+                        gates=options.gates, canary_steps=options.canary_steps,
+                        canary_interval=options.canary_interval)  # fmt: skip
     except ValueError as exc:
         raise FleetError(str(exc)) from None
     also = {}

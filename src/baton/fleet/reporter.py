@@ -23,6 +23,7 @@ from baton.control.manager import Manager
 from baton.fleet.source import FleetSource
 from baton.fleet.store import FleetStore, StoreUnavailable
 from baton.observe.metrics import Metrics
+from baton.rollout.schedule import RolloutStatus
 
 __all__ = ["NodeReporter", "node_report"]
 
@@ -38,11 +39,15 @@ def node_report(
     for name, m in manager.models().items():
         serving = {str(v): r.handle.digest for v, r in m.versions.items()
                    if r.state is VersionState.SERVING and r.handle is not None}  # fmt: skip
+        failed = {str(v): r.reason for v, r in m.versions.items()
+                  if r.state is VersionState.FAILED}  # fmt: skip
+        last = m.last_rollout  # a canary this node ran and rolled back failed here too
+        if last is not None and last.status is RolloutStatus.ROLLED_BACK:
+            failed.setdefault(str(last.candidate), f"canary rolled back: {last.reason}")
         models[name] = {
             "serving": serving,
             "default": m.default_version(),
-            "failed": {str(v): r.reason for v, r in m.versions.items()
-                       if r.state is VersionState.FAILED},
+            "failed": failed,
             "loading": [v for v, r in m.versions.items() if r.state in LOADING_STATES],
             "available": {str(v): d for v, d in source.available.get(name, {}).items()},
             "note": source.notes.get(name),

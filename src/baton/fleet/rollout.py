@@ -5,7 +5,10 @@ a timer; it writes back what :func:`step` returns. Each node serves the candidat
 in ``waved``, else the stable version (:func:`desired`). Within a wave:
 
 - nodes of the wave are added to ``waved`` so that at most ``max_loading`` are loading at once;
-- the wave is complete when every live node of it serves the candidate's digest; from then on
+- a node takes the candidate at once, or through its own canary (``canary_steps``: its
+  manager's weighted steps, with its own gates) when the rollout has them;
+- the wave is complete when every live node of it serves the candidate's digest (as its
+  default, so a node's canary has been promoted); from then on
   the gates are checked on the nodes' reports (error rate of the candidate's traffic, its p99
   against the stable version's on the other nodes); after ``interval`` seconds of passing gates
   the next wave starts, and after the last the rollout is promoted;
@@ -71,6 +74,7 @@ class NodeModel:
     failed: Mapping[int, str] = field(default_factory=dict)  # FAILED version → reason
     stats: Mapping[int, VersionStats] = field(default_factory=dict)
     note: str | None = None  # why the version the fleet wants of it is not offered there
+    default: int | None = None  # the version unversioned requests go to
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,8 @@ class FleetRollout:
     settled_at: float | None = None  # when the current wave had every live node converged
     reason: str | None = None
     proven: bool = False  # some node has served the candidate (only then can a wave pass)
+    canary_steps: tuple[float, ...] = ()  # a node's own canary (weights in %), () = at once
+    canary_interval: float = 30.0  # seconds per step of a node's canary
 
     @property
     def finished(self) -> bool:
@@ -111,6 +117,7 @@ class Step:
 def start(
     model: str, stable: Target, candidate: Target, order: Sequence[str], sizes: Sequence[int],
     *, interval: float = 30.0, max_loading: int = 1, gates: FleetGates = FleetGates(),
+    canary_steps: Sequence[float] = (), canary_interval: float = 30.0,
 ) -> FleetRollout:  # fmt: skip
     if not order:
         raise ValueError("the fleet has no live node to roll out to")
@@ -122,8 +129,18 @@ def start(
         raise ValueError("max_p99_ratio must be a positive number")
     if gates.max_error_rate is not None and not 0 <= gates.max_error_rate <= 1:
         raise ValueError("max_error_rate must be between 0 and 1")
+    if canary_steps and (
+        any(not 0 <= w <= 100 for w in canary_steps)
+        or list(canary_steps) != sorted(canary_steps) or canary_steps[-1] != 100
+    ):  # fmt: skip
+        raise ValueError("canary steps are weights in % that grow to 100, e.g. 1,10,50,100")
+    if canary_steps and candidate.version <= stable.version:
+        raise ValueError(
+            "a node's canary moves to a newer version; roll back without --canary-steps"
+        )
     return FleetRollout(model, stable, candidate, tuple(order), tuple(sizes), interval,
-                        max_loading, gates)  # fmt: skip
+                        max_loading, gates, canary_steps=tuple(float(w) for w in canary_steps),
+                        canary_interval=canary_interval)  # fmt: skip
 
 
 def desired(node: str, target: Target | None, rollout: FleetRollout | None) -> Target | None:
@@ -142,14 +159,16 @@ def step(r: FleetRollout, reports: Mapping[str, Mapping[str, NodeModel]], now: f
     for node in (n for n in r.waved if n in views):
         reason = views[node].failed.get(r.candidate.version)
         if reason is not None:
-            why = f"node {node} failed to load version {r.candidate.version} ({reason})"
+            why = f"version {r.candidate.version} failed on node {node}: {reason}"
             return _end(r, ROLLED_BACK, why)
         if views[node].note and views[node].serving.get(r.candidate.version) != r.candidate.digest:
             why = f"node {node} cannot take version {r.candidate.version}: {views[node].note}"
             return _end(r, ROLLED_BACK, why)
 
-    def converged(node: str) -> bool:
-        return views[node].serving.get(r.candidate.version) == r.candidate.digest
+    def converged(node: str) -> bool:  # serves the candidate's bytes, to every caller
+        view = views[node]
+        candidate = r.candidate.version
+        return view.serving.get(candidate) == r.candidate.digest and view.default == candidate
 
     size = r.sizes[min(r.wave, len(r.sizes) - 1)]
     wanted = [n for n in r.order[:size] if n in views]  # live nodes of this wave
@@ -253,7 +272,8 @@ def to_json(r: FleetRollout) -> dict:
         "gates": {"max_error_rate": r.gates.max_error_rate, "max_p99_ratio": r.gates.max_p99_ratio,
                   "min_requests": r.gates.min_requests},
         "status": r.status, "wave": r.wave, "waved": list(r.waved), "settled_at": r.settled_at,
-        "reason": r.reason, "proven": r.proven,
+        "reason": r.reason, "proven": r.proven, "canary_steps": list(r.canary_steps),
+        "canary_interval": r.canary_interval,
     }  # fmt: skip
 
 
@@ -264,7 +284,8 @@ def from_json(doc: dict) -> FleetRollout:
         doc["model"], Target(**doc["stable"]), Target(**doc["candidate"]), tuple(doc["order"]),
         tuple(doc["sizes"]), doc["interval"], doc["max_loading"], FleetGates(**doc["gates"]),
         doc["status"], doc["wave"], tuple(doc["waved"]), doc["settled_at"], doc["reason"],
-        bool(doc.get("proven", False)),
+        bool(doc.get("proven", False)), tuple(float(w) for w in doc.get("canary_steps", ())),
+        float(doc.get("canary_interval", 30.0)),
     )  # fmt: skip
     if r.status not in FINISHED | {RUNNING, PAUSED}:
         raise ValueError(f"unknown rollout status {r.status!r}")

@@ -29,6 +29,7 @@ from baton.fleet.records import read_rollouts, read_targets
 from baton.fleet.rollout import FleetRollout, Target, desired
 from baton.fleet.store import FleetStore, StoreUnavailable
 from baton.fleet.watch import PrefixWatch
+from baton.settings import RolloutSettings, VersionPolicy
 from baton.sources.base import ModelSpec, Offer, Publish, Source, Unknown
 
 __all__ = ["FleetSource", "FleetView", "available_digests", "fleet_offer", "manifest_digest"]
@@ -79,10 +80,35 @@ def fleet_offer(
                            f"fleet's is {want.digest[:12]}: other bytes")  # fmt: skip
             offer[name] = replace(spec, versions={})
             continue
-        offer[name] = replace(spec, versions={want.version: files})
+        offer[name] = _offered(spec, want, view.rollouts.get(name), digest_of)
     for name in view.targets.keys() - specs.keys():
         notes[name] = "the model is not in this node's repository"
     return offer, notes
+
+
+def _offered(spec: ModelSpec, want: Target, rollout: FleetRollout | None,
+             digest_of: Callable[[VersionFiles], str | None]) -> ModelSpec:  # fmt: skip
+    """``spec`` with only the version the fleet wants (its files already checked). For a node a
+    fleet rollout with ``canary_steps`` has waved, the stable version stays offered beside the
+    candidate and the model's settings turn to a canary through those steps: its manager moves
+    the weight step by step, with the model's own gates, then promotes or rolls back."""
+    only = replace(spec, versions={want.version: spec.versions[want.version]})
+    if (rollout is None or rollout.finished or not rollout.canary_steps
+            or want != rollout.candidate or spec.settings is None):  # fmt: skip
+        return only
+    stable = spec.versions.get(rollout.stable.version)
+    if stable is None or digest_of(stable) != rollout.stable.digest:
+        return only  # the stable version is not here as the fleet knows it: at once, then
+    canary = RolloutSettings(
+        mode="canary", steps=rollout.canary_steps, interval=rollout.canary_interval,
+        gates=spec.settings.rollout.gates,
+    )  # fmt: skip
+    settings = spec.settings.model_copy(
+        update={"rollout": canary, "version_policy": VersionPolicy(latest=1)}
+    )
+    return replace(spec, settings=settings,
+                   versions={want.version: spec.versions[want.version],
+                             rollout.stable.version: stable})  # fmt: skip
 
 
 def available_digests(specs: Mapping[str, ModelSpec], newest: int = 10

@@ -5,6 +5,7 @@ Each test starts its own etcd, S3 stand-in and nodes on loopback and stops them 
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import httpx
@@ -100,6 +101,34 @@ def test_a_rollout_in_three_waves_moves_every_node_with_no_failed_request(proces
     assert "wave 1 passed; wave 2 starts" in audit and "every wave converged" in audit
 
 
+def test_with_canary_steps_each_node_of_a_wave_runs_its_own_canary(processes, etcd, s3,
+                                                                    tmp_path):  # fmt: skip
+    repo = FleetRepo(s3, tmp_path, versions=(1,))
+    nodes = on_version(processes, etcd, repo, 1)
+    repo.publish(2)
+    wait_for(lambda: all("2" in r["models"]["m"]["available"]
+                         for r in fleet(etcd).reports.values()), 30, "v2 listed")  # fmt: skip
+    with FleetTraffic(nodes) as load:
+        started = baton_fleet(etcd, "rollout", "start", "m", "--to", "2", "--waves", "1,100%",
+                              "--wave-interval", "1s", "--canary-steps", "50,100",
+                              "--canary-interval", "2s", "--max-p99-ratio", "1000")  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        status = baton_fleet(etcd, "rollout", "status", "m").stdout
+        assert "each node a canary 50%/100% every 2s" in status
+        state = wait_for(lambda: (s := fleet(etcd)).rollouts["m"].finished and s, 120)
+        time.sleep(1)
+    assert state.rollouts["m"].status == "PROMOTED", state.rollouts["m"].reason
+    assert load.failures == []
+    first = state.rollouts["m"].order[0]
+    for name, t in zip(nodes, load.traffic, strict=True):
+        versions = [v for _, _, v in t.log]
+        assert versions[0] == "1" and versions[-1] == "2"
+        mixed = any(a == "2" and b == "1" for a, b in itertools.pairwise(versions))
+        if name == first:  # its canary sent callers to both versions for a while
+            assert mixed, f"{name} never served both versions at once"
+    assert all(serves(fleet(etcd), n, 2) for n in nodes)
+
+
 def test_a_version_that_fails_to_load_rolls_the_fleet_back(processes, etcd, s3, tmp_path):
     repo = FleetRepo(s3, tmp_path, versions=(1,))
     nodes = on_version(processes, etcd, repo, 1)
@@ -113,11 +142,11 @@ def test_a_version_that_fails_to_load_rolls_the_fleet_back(processes, etcd, s3, 
         time.sleep(2)
     rollout = state.rollouts["m"]
     assert rollout.status == "ROLLED_BACK"
-    assert "failed to load version 2" in rollout.reason
+    assert "version 2 failed on node" in rollout.reason
     assert load.failures == []
     state = fleet(etcd)
     assert all(serves(state, n, 1) for n in nodes) and state.targets["m"].version == 1
-    assert "failed to load version 2" in baton_fleet(etcd, "audit").stdout
+    assert "version 2 failed on node" in baton_fleet(etcd, "audit").stdout
     # The same bad version as the target of every node at once: each one tries it, keeps
     # serving version 1 and stays ready; the fleet is diverged, never out of the balancer.
     with FleetTraffic(nodes) as load:

@@ -29,7 +29,8 @@ def rollout(**kw):
 
 def serving(version_digest=None, stats=None, failed=None):
     serving = dict([version_digest]) if version_digest else {}
-    return {"m": NodeModel(serving, failed or {}, stats or {})}
+    default = version_digest[0] if version_digest else None
+    return {"m": NodeModel(serving, failed or {}, stats or {}, default=default)}
 
 
 def on_stable(stats=None):
@@ -71,7 +72,7 @@ def test_a_node_that_fails_to_load_rolls_everyone_back():
     failed = serving((1, "d1"), failed={2: "load_error"})
     s = step(r, {"a": on_candidate(), "b": failed, "c": on_stable()}, now=5)
     assert s.rollout.status == "ROLLED_BACK" and s.rollout.waved == ()
-    assert "node b failed to load version 2 (load_error)" in s.rollout.reason
+    assert "version 2 failed on node b: load_error" in s.rollout.reason
     assert desired("a", STABLE, s.rollout) == STABLE
 
 
@@ -146,3 +147,23 @@ def test_no_wave_passes_before_some_node_has_served_the_candidate():
 def test_gates_that_cannot_judge_are_refused_at_start(gates):
     with pytest.raises(ValueError):
         start("m", STABLE, CANDIDATE, NODES, (1, 3), gates=gates)
+
+
+def test_a_node_in_its_own_canary_has_not_converged_until_the_candidate_is_its_default():
+    r = rollout(waved=("a",), canary_steps=(50.0, 100.0))
+    both = {"m": NodeModel({1: "d1", 2: "d2"}, {}, {}, default=1)}  # 50 % on the candidate
+    s = step(r, {"a": both, "b": on_stable(), "c": on_stable()}, now=0)
+    assert s.rollout.settled_at is None and "loading on a" in s.note
+    s = step(s.rollout, {"a": on_candidate(), "b": on_stable(), "c": on_stable()}, now=1)
+    assert s.rollout.settled_at == 1
+    assert from_json(to_json(s.rollout)).canary_steps == (50.0, 100.0)
+
+
+@pytest.mark.parametrize(
+    ("steps", "stable", "candidate"),
+    [((50, 10, 100), STABLE, CANDIDATE), ((10, 50), STABLE, CANDIDATE),
+     ((10, 100), CANDIDATE, STABLE)],
+)  # fmt: skip
+def test_canary_steps_must_grow_to_100_and_lead_to_a_newer_version(steps, stable, candidate):
+    with pytest.raises(ValueError):
+        start("m", stable, candidate, NODES, (1, 3), canary_steps=steps)
