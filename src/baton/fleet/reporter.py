@@ -1,12 +1,12 @@
 """A node's report: what it actually serves, written to ``nodes/<node>`` under a lease.
 
-Every second (and soon after any change of state) the node writes, for each model: the
-versions it serves with their digests, the default, versions that failed (with the reason),
-versions loading, the repository's versions (digests of the newest ten, so an operator
-can roll out by number), why the fleet's desired version is not offered (``notes``), and live
-counters per version (requests, errors, p99). The key is bound to a lease (TTL 10 s by
-default): a node that dies disappears from the fleet on its own. etcd unreachable: the report
-waits and is written again, under a new lease, once etcd answers.
+At once after any change of what it serves, and every 5 s for its counters, the node writes,
+for each model: the versions it serves with their digests, the default, versions that failed
+(with the reason), versions loading, the repository's versions (digests of the newest ten, so
+an operator can roll out by number), why the fleet's desired version is not offered
+(``notes``), and live counters per version (requests, errors, p99). The key is bound to a
+lease (TTL 10 s by default): a node that dies disappears from the fleet on its own. etcd
+unreachable: the report waits and is written again, under a new lease, once etcd answers.
 
     report = node_report(node, zone, address, manager, metrics, source, ready=True)
 """
@@ -59,6 +59,13 @@ def node_report(
     }  # fmt: skip
 
 
+def _state_of(report: dict) -> dict:
+    """The report without its clock and counters: what the node serves and why."""
+    models = {name: {k: v for k, v in m.items() if k != "stats"}
+              for name, m in report["models"].items()}  # fmt: skip
+    return {**{k: v for k, v in report.items() if k != "time"}, "models": models}
+
+
 class NodeReporter:
     def __init__(
         self, store: FleetStore, node: str, zone: str | None, address: str, manager: Manager,
@@ -67,6 +74,8 @@ class NodeReporter:
         self.store, self.node, self.zone, self.address = store, node, zone, address
         self.manager, self.metrics, self.source, self.ready = manager, metrics, source, ready
         self.ttl, self.interval = ttl, interval
+        self.stats_interval = 5.0  # seconds between writes when only the counters moved
+        self._written: tuple[dict, float, object] | None = None  # (state, when, lease)
         self.changed = asyncio.Event()  # set on state changes: report soon
         self._lease = None
 
@@ -84,6 +93,16 @@ class NodeReporter:
             if self._lease is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.to_thread(self.store.revoke, self._lease), 2.0)
+
+    def _due(self, report: dict) -> bool:
+        """Write when what the node serves changed, under a new lease, or when the counters
+        are ``stats_interval`` old: not every second (etcd keeps every revision until it
+        compacts)."""
+        if self._written is None:
+            return True
+        state, when, lease = self._written
+        return (lease is not self._lease or state != _state_of(report)
+                or time.monotonic() - when >= self.stats_interval)  # fmt: skip
 
     async def _report_forever(self) -> None:
         refreshed = 0.0
@@ -103,7 +122,9 @@ class NodeReporter:
                 self.changed.clear()  # before reading: a change from here on reports again
                 report = node_report(self.node, self.zone, self.address, self.manager,
                                      self.metrics, self.source, self.ready())  # fmt: skip
-                await asyncio.to_thread(self.store.put, key, report, self._lease)
+                if self._due(report):
+                    await asyncio.to_thread(self.store.put, key, report, self._lease)
+                    self._written = (_state_of(report), time.monotonic(), self._lease)
                 backoff = 0.5
             except StoreUnavailable as exc:
                 (log.warning if backoff == 0.5 else log.debug)(
