@@ -144,7 +144,7 @@ def set_target(store: FleetStore, model: str, version: int, by: str = "operator"
     """Every node of the fleet serves ``version`` of ``model`` (at once; for waves use
     :func:`start_rollout`). Refused while a rollout of the model is under way. The version's
     ``digest`` is what the live nodes report, unless given (a fleet with no node yet)."""
-    rollout, _ = _rollout_record(store, model)
+    rollout, rollout_revision = _rollout_record(store, model)
     if rollout is not None and not rollout.finished:
         raise FleetError(f"a rollout of {model} is under way (v{rollout.stable.version} → "
                          f"v{rollout.candidate.version}): promote or abort it first")  # fmt: skip
@@ -155,7 +155,8 @@ def set_target(store: FleetStore, model: str, version: int, by: str = "operator"
     found = store.get_prefix_revisions(key).get(key)
     audit = audit_entry(store, "target", model, f"target set to version {version} by {by}",
                         version=version, digest=target.digest)  # fmt: skip
-    if not store.cas(key, target_doc(target, by), found[1] if found else 0, dict([audit])):
+    if not store.cas(key, target_doc(target, by), found[1] if found else 0, dict([audit]),
+                     unchanged={store.keys.rollout(model): rollout_revision}):  # fmt: skip
         raise FleetError(f"the target of {model} changed meanwhile; look and try again")
     return target
 
@@ -166,6 +167,7 @@ def start_rollout(
     """Start moving the fleet's ``model`` to ``version`` in waves (the elected coordinator
     drives it). Refused while another rollout of the model runs, when the version is what the
     fleet already serves, or when nodes hold different bytes for it."""
+    _, target_revision = store.get(store.keys.target(model))  # first: a later change fails the CAS
     state = fleet_state(store)
     existing, revision = _rollout_record(store, model)
     if existing is not None and not existing.finished:
@@ -195,8 +197,9 @@ def start_rollout(
                            f"{'/'.join(map(str, rollout.sizes))} of {len(order)} nodes",
                            waves=list(rollout.sizes), order=list(order))  # fmt: skip
     also[key] = doc
-    if not store.cas(store.keys.rollout(model), to_json(rollout), revision, also):
-        raise FleetError(f"the rollout record of {model} changed meanwhile; look and try again")
+    if not store.cas(store.keys.rollout(model), to_json(rollout), revision, also,
+                     unchanged={store.keys.target(model): target_revision}):  # fmt: skip
+        raise FleetError(f"the rollout or target of {model} changed meanwhile; look and try again")
     return rollout
 
 

@@ -146,19 +146,16 @@ class FleetStore:
         response = self._call(lambda c: c.transaction(txn))
         return bool(response.get("succeeded"))
 
-    def cas(self, key: str, doc: dict, revision: int, also: dict[str, dict] | None = None
-            ) -> bool:  # fmt: skip
-        """Write ``doc`` only if ``key`` is still at mod ``revision`` (0: does not exist yet),
-        together with the ``also`` keys (one transaction: all or none); ``False`` when someone
-        wrote ``key`` first."""
+    def cas(self, key: str, doc: dict, revision: int, also: dict[str, dict] | None = None,
+            unchanged: dict[str, int] | None = None) -> bool:  # fmt: skip
+        """Write ``doc`` only if ``key`` is still at mod ``revision`` (0: does not exist yet) and
+        every ``unchanged`` key still at its revision, together with the ``also`` keys (one
+        transaction: all or none); ``False`` when someone wrote one of them first."""
         puts = [{"request_put": {"key": _b64(k), "value": _b64(_json(d))}}
                 for k, d in {key: doc, **(also or {})}.items()]  # fmt: skip
-        txn = {
-            "compare": [{"key": _b64(key), "result": "EQUAL", "target": "MOD",
-                         "mod_revision": revision}],
-            "success": puts,
-            "failure": [],
-        }  # fmt: skip
+        compare = [{"key": _b64(k), "result": "EQUAL", "target": "MOD", "mod_revision": rev}
+                   for k, rev in {key: revision, **(unchanged or {})}.items()]  # fmt: skip
+        txn = {"compare": compare, "success": puts, "failure": []}
         response = self._call(lambda c: c.transaction(txn))
         return bool(response.get("succeeded"))
 
