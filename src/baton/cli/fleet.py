@@ -57,6 +57,17 @@ def _version(text: str) -> int:
     return value
 
 
+def _waves(text: str) -> str:
+    """argparse type: a wave spec such as ``1,50%,100%`` (checked here, kept as text)."""
+    from baton.fleet.waves import parse_waves
+
+    try:
+        parse_waves(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def add_commands(sub, flags: argparse.ArgumentParser) -> None:
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument(
@@ -89,6 +100,7 @@ def add_commands(sub, flags: argparse.ArgumentParser) -> None:
     rollout.add_argument("--to", type=_version, metavar="VERSION", help="candidate (start)")
     rollout.add_argument(
         "--waves",
+        type=_waves,
         default="1,50%,100%",
         help="cumulative nodes per wave: counts or percentages, ending at 100%% "
         "(default 1,50%%,100%%)",
