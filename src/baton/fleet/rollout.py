@@ -15,6 +15,7 @@ in ``waved``, else the stable version (:func:`desired`). Within a wave:
 - a node that fails to load the candidate, or cannot get it (its repository lacks it or holds
   other bytes), or a failing gate, rolls the rollout back: every node serves the stable
   version again;
+- a node that joined after the start serves the stable version until the last wave takes it;
 - a node that disappears (its lease expired) no longer holds the wave up; but no wave passes
   before some node has served the candidate (if the first wave's nodes die while loading it,
   the rollout waits for an operator).
@@ -172,6 +173,8 @@ def step(r: FleetRollout, reports: Mapping[str, Mapping[str, NodeModel]], now: f
 
     size = r.sizes[min(r.wave, len(r.sizes) - 1)]
     wanted = [n for n in r.order[:size] if n in views]  # live nodes of this wave
+    if r.wave == len(r.sizes) - 1:  # the last wave also takes nodes that joined since the start
+        wanted += sorted(n for n in views if n not in r.order)
     loading = [n for n in r.waved if n in views and not converged(n)]
     waved = list(r.waved)
     for node in wanted:

@@ -167,3 +167,12 @@ def test_a_node_in_its_own_canary_has_not_converged_until_the_candidate_is_its_d
 def test_canary_steps_must_grow_to_100_and_lead_to_a_newer_version(steps, stable, candidate):
     with pytest.raises(ValueError):
         start("m", stable, candidate, NODES, (1, 3), canary_steps=steps)
+
+
+def test_a_node_that_joined_after_the_start_is_taken_by_the_last_wave():
+    r = rollout(wave=1, waved=("a", "b"), max_loading=3)
+    reports = {"a": on_candidate(), "b": on_candidate(), "c": on_stable(), "new": on_stable()}
+    assert "new" not in step(r, reports, now=0).rollout.waved  # not before the last wave
+    s = step(replace(r, wave=2), reports, now=0)
+    assert s.rollout.waved == ("a", "b", "c", "new")
+    assert desired("new", STABLE, s.rollout) == CANDIDATE
