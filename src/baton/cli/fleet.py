@@ -37,24 +37,23 @@ def _percent(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+def _whole(minimum: int, what: str):
+    """argparse type: a whole number of at least ``minimum``, else ``'x' is not <what>``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
 
 
-def _version(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a version number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a version number")
-    return value
+_positive = _whole(1, "a whole number of at least 1")
+_version = _whole(0, "a version number")
 
 
 def _waves(text: str) -> str:

@@ -13,7 +13,8 @@ manager's clock, every ``rollout_period`` seconds while it runs; nothing polls.
 
 State changes, serving-map updates and ``swap`` events all go through
 :class:`~baton.control.transitions.Transitions` (race-free order); rollout changes through
-:meth:`Manager._apply_rollout`. Tests step it deterministically, with a fake clock if they like::
+:class:`~baton.control.rollout_driver.RolloutDriver`. Tests step it deterministically, with a
+fake clock if they like::
 
     manager.publish("test", {"m": spec})
     actions = await manager.idle()   # tick until nothing is left to do, awaiting loads/drains
@@ -41,14 +42,8 @@ from baton.control.operator import cancel_reason, require_version, rollback_targ
 from baton.control.queue import ReconcileQueue
 from baton.control.rate_limits import limit_updates
 from baton.control.records import ModelRecord, PendingPin, RolloutRequest, VersionRecord
-from baton.control.rollouts import (
-    check_when_due,
-    describe,
-    finish,
-    request_rollout,
-    rollout_on_serve,
-    sync_windows,
-)
+from baton.control.rollout_driver import RolloutDriver
+from baton.control.rollouts import request_rollout, sync_windows
 from baton.control.transitions import Transitions
 from baton.errors import Conflict, NotFound, VersionFailed
 from baton.loading.loader import Loader, RuntimeFactory
@@ -57,7 +52,7 @@ from baton.observe.events import EventBus
 from baton.rollout import controller
 from baton.rollout.gates import GateConfig
 from baton.rollout.ratelimit import LoadMeter
-from baton.rollout.schedule import Rollout, RolloutPlan, RolloutStatus
+from baton.rollout.schedule import Rollout, RolloutPlan
 from baton.serving.serving_map import ServingMap
 from baton.settings import ModelSettings
 from baton.sources.base import ModelSpec, Offer, Unknown
@@ -85,13 +80,14 @@ class Manager:
         self.events = events
         self._clock = clock
         self._memory = memory or MemoryLimits()
-        self._rollout_period = rollout_period
         self._models: dict[str, ModelRecord] = {}
         self._offers: dict[str, Mapping[str, ModelSpec]] = {}
         self._offers_changed = False
         self._unavailable: dict[str, str] = {}  # source → why it cannot see its store
         self._queue = ReconcileQueue(clock)
         self._t = Transitions(self._models, events, clock, self._changed_model)
+        self._rollouts = RolloutDriver(events, self._t, self._queue, clock, rollout_period,
+                                       self._rollout_changed)  # fmt: skip
         self._stopping = False
         self._changed = asyncio.Event()
         self._synced = asyncio.Event()
@@ -196,10 +192,7 @@ class Manager:
         m = self.model(name)
         m.rollout_request = request_rollout(m, candidate, plan, gates)
         want(m, candidate)
-        if candidate in m.serving() and self._rollout_starts(m, candidate):
-            sync_windows(m)
-            self._t.publish_map(force=True)
-            self._publish_rollout(m, m.rollout)
+        self._rollouts.start_if_serving(m, candidate)
         self._operator(m)
 
     def rollout_action(self, name: str, action: str) -> Rollout:
@@ -208,7 +201,7 @@ class Manager:
         if m.rollout is None:
             raise Conflict(f"model '{name}' has no rollout in progress")
         new = controller.operate(m.rollout, action, self._clock())
-        self._apply_rollout(m, new, operator=action)
+        self._rollouts.apply(m, new, operator=action)
         self._operator(m)
         return new
 
@@ -216,7 +209,7 @@ class Manager:
         """Adopt a given next state of a model's rollout (tests, and restored state)."""
         m = self.model(name)
         if m.rollout is not None and m.rollout != rollout:
-            self._apply_rollout(m, rollout, **data)
+            self._rollouts.apply(m, rollout, **data)
 
     def restore_rollout(self, name: str, request: RolloutRequest) -> None:
         """Resume a rollout recorded before a restart, once the model's versions are up."""
@@ -246,7 +239,7 @@ class Manager:
                 continue
             seen.add(name)
             self._limit_updates(m, now)
-            self._check_rollout(m, now)
+            self._rollouts.check(m, now)
             self._t.announce_swap(m)  # a pin, unpin or label may have moved the default
             action = policy.next_action(m.view())
             if action is None:
@@ -346,6 +339,10 @@ class Manager:
     def serving_map(self) -> ServingMap:
         """The immutable routing snapshot the request path reads (one reference, no lock)."""
         return self._t.serving_map
+
+    def _rollout_changed(self, name: str) -> None:
+        self._mark(name)
+        self._notify()
 
     def _changed_model(self, name: str) -> None:
         self._queue.mark(name)
@@ -447,22 +444,14 @@ class Manager:
 
     # ---- serving and retiring -----------------------------------------------------------
     def _serve(self, m: ModelRecord, version: int) -> None:
-        started = self._rollout_starts(m, version)  # decided before the version is routable
+        started = self._rollouts.starts(m, version)  # decided before the version is routable
         if m.pending_pin is not None and m.pending_pin.version == version:
             m.pending_pin = None  # the pin took effect
         self._t.set_state(m, m.versions[version], S.SERVING)
         if started:
-            self._publish_rollout(m, m.rollout)
+            self._rollouts.announce(m, m.rollout)
         sync_windows(m)
         self._t.announce_swap(m)
-
-    def _rollout_starts(self, m: ModelRecord, version: int) -> bool:
-        """Start the rollout that ``version`` becoming (or being) SERVING begins, if any."""
-        started = rollout_on_serve(m, version, m.default_version(), self._clock())
-        if started is not None:
-            m.rollout, m.rollout_gates = started
-            m.rollout_request, m.rollout_due = None, None
-        return started is not None
 
     def _retire(self, m: ModelRecord, version: int) -> None:
         r = m.versions[version]
@@ -483,40 +472,6 @@ class Manager:
         self._t.set_state(m, r, S.UNLOADED, "drain_timeout" if drained.forced else None, message,
                         drain_seconds=drained.seconds, forced=drained.forced)  # fmt: skip
         forget_if_gone(self._models, m)
-
-    # ---- rollouts -----------------------------------------------------------------------
-    def _check_rollout(self, m: ModelRecord, now: float) -> None:
-        """Evaluate a running rollout's gates when due (every ``rollout_period`` seconds)."""
-        rollout = m.rollout
-        step = check_when_due(m, now, self._rollout_period)
-        if step is not None and step.rollout != rollout:
-            self._apply_rollout(m, step.rollout, verdict=asdict(step.verdict),
-                                failed_gates=list(step.verdict.gates))  # fmt: skip
-        if m.rollout is not None and m.rollout_due is not None:
-            self._queue.at(m.name, m.rollout_due)
-
-    def _apply_rollout(self, m: ModelRecord, rollout: Rollout, **data) -> None:
-        """The one path every rollout change takes (gate checks, operators, restored state)."""
-        old = m.rollout
-        new_step = old is None or rollout.step != old.step or rollout.status != old.status
-        if rollout.finished:
-            finish(m, rollout)
-        else:
-            m.rollout = rollout
-            if rollout.status is not RolloutStatus.RUNNING:
-                m.rollout_due = None
-        sync_windows(m, reset=new_step)
-        self._t.publish_map(force=True)
-        self._publish_rollout(m, rollout, **data)
-        self._t.announce_swap(m)
-        self._mark(m.name)
-        self._notify()
-
-    def _publish_rollout(self, m: ModelRecord, rollout: Rollout, **data) -> None:
-        self.events.publish(
-            "rollout", m.name, version=rollout.candidate, state=rollout.status.value,
-            reason=rollout.reason, data={**describe(rollout, m.rollout_gates), **data},
-        )  # fmt: skip
 
     # ---- update rate limits -------------------------------------------------------------
     def _limit_updates(self, m: ModelRecord, now: float) -> None:
