@@ -17,16 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
 import uvicorn
 
-from baton.api.auth import AccessPolicy, TokenStore
 from baton.api.context import ApiContext
 from baton.api.dataplane import DataPlane
 from baton.api.grpc import start_grpc_server
@@ -34,7 +31,8 @@ from baton.api.grpc.auth import AuthInterceptor
 from baton.api.http.app import build_app
 from baton.api.http.auth import AuthGate
 from baton.api.repository import Repository
-from baton.api.tls import TlsConfig
+from baton.api.security import security_from
+from baton.api.sockets import bind_socket
 from baton.artifacts.signing import TrustStore
 from baton.artifacts.verify import Verifier, remove_stale_snapshots
 from baton.control.manager import Manager
@@ -47,11 +45,11 @@ from baton.observe.audit import AuditLog, AuditLogInUse
 from baton.observe.events import EventBus
 from baton.observe.log import log_event
 from baton.observe.metrics import Metrics
-from baton.runtimes.compile_cache import CompileCache, load_or_create_key
-from baton.runtimes.registry import runtime_for
+from baton.runtimes.factory import runtime_factory_for
 from baton.settings import ServerSettings
 from baton.sources.base import Source
 from baton.sources.filesystem import FilesystemSource
+from baton.workers.pool import WorkerPool, usable_cores
 
 if TYPE_CHECKING:
     from baton.fleet.node import FleetNode
@@ -59,54 +57,6 @@ if TYPE_CHECKING:
 __all__ = ["BatonServer", "bind_socket"]
 
 log = logging.getLogger("baton")
-
-
-def _runtime_factory(settings: ServerSettings) -> RuntimeFactory | None:
-    """Runtimes with the compile cache, unless it is turned off (or there is nowhere to put it,
-    or no key to sign its entries with)."""
-    directory = settings.compile_cache
-    if directory is None and settings.state_dir is not None:
-        directory = settings.state_dir / "compile-cache"
-    if directory is None or settings.compile_cache_bytes == 0:
-        return None
-    key_path = settings.compile_cache_key or _state_dir() / "compile-cache.key"
-    try:
-        key = load_or_create_key(key_path)
-    except OSError as exc:
-        log.warning("compile cache off: no key at %s (%s)", key_path, exc)
-        return None
-    cache = CompileCache(directory, settings.compile_cache_bytes, key)
-    return lambda files, model_settings: runtime_for(
-        files.path, model_settings, cache, code_dirs=files.code_dirs
-    )
-
-
-def _state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
-                                                            "state")  # fmt: skip
-    return Path(base) / "baton"
-
-
-def bind_socket(host: str, port: int, what: str = "HTTP port", flag: str = "--http-port"
-                ) -> socket.socket:  # fmt: skip
-    """A TCP socket bound to ``host:port``; :class:`ConfigurationError` naming ``flag`` if the
-    port is taken (or the address cannot be used)."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot listen on {host}: {exc.strerror or exc}") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        raise ConfigurationError(
-            f"{what} {port} on {host} is not available ({exc.strerror or exc}); "
-            f"choose another with {flag}"
-        ) from None
-    sock.set_inheritable(True)
-    return sock
 
 
 class BatonServer:
@@ -117,7 +67,11 @@ class BatonServer:
         runtime_factory: RuntimeFactory | None = None,
     ) -> None:
         self.settings = settings
-        self.access, self.tls = self._security(settings)
+        workers = settings.workers or usable_cores()
+        if settings.fleet and workers > 1:  # fleet reports count this process's requests
+            raise ConfigurationError("--fleet with --workers above 1 is not supported yet; "
+                                     "run one process per node (--workers 1)")  # fmt: skip
+        self.access, self.tls = security_from(settings)
         self._audit_failing = False
         self.audit = self._open_audit_log(settings)
         self.events = EventBus()
@@ -128,7 +82,12 @@ class BatonServer:
             self.events.subscribe(self.audit.on_event)
         threads = settings.infer_threads or os.cpu_count() or 2
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="baton-infer")
-        runtime_factory = runtime_factory or _runtime_factory(settings)
+        self.pool = (
+            WorkerPool(settings, settings.workers, self.events) if settings.workers > 1 else None
+        )
+        if self.pool is not None:  # runtimes live in the workers; the manager drives stand-ins
+            runtime_factory = self.pool.runtime_factory
+        runtime_factory = runtime_factory or runtime_factory_for(settings)
         extra = {"runtime_factory": runtime_factory} if runtime_factory else {}
         self.manager = Manager(
             self.events,
@@ -142,6 +101,7 @@ class BatonServer:
             batch_observer=self.metrics.observe_batch,
             max_concurrent_loads=settings.max_concurrent_loads,
             rollout_period=settings.rollout_period,
+            on_map=self.pool.flip if self.pool is not None else None,
             **extra,
         )
         self.dataplane = DataPlane(
@@ -167,9 +127,22 @@ class BatonServer:
             self.access,
             self.audit.path if self.audit else None,
         )
+        if self.pool is not None:
+            self._attach_pool(self.pool)
         self._grpc: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task] = []
         self.app = AuthGate(build_app(self.context, self._lifespan), self.access, self.events)
+
+    def _attach_pool(self, pool: WorkerPool) -> None:
+        """What the workers need from the supervisor: the manager, the repository index (for
+        gRPC ``RepositoryIndex``), repository loads asked over gRPC, readiness and metrics."""
+        pool.manager = self.manager
+        pool.index_rows = lambda: tuple(
+            (e.name, e.version, e.state, e.reason) for e in self.repository.index()
+        )
+        pool.on_repository = lambda action, name: getattr(self.repository, action)(name)
+        self.dataplane.ready_checks.append(pool.ready)
+        self.context.metrics_text = lambda: pool.metrics_text(self.metrics.render())
 
     def _join_fleet(self, settings: ServerSettings, sources: list[Source]) -> FleetNode:
         """This server as a node of the fleet in ``settings.fleet`` (its repository wrapped in
@@ -198,20 +171,6 @@ class BatonServer:
             except (ValueError, RuntimeError) as exc:
                 raise ConfigurationError(str(exc)) from None
         return FilesystemSource(settings.repository, settings.poll_interval, settings.poll_jitter)
-
-    @staticmethod
-    def _security(settings: ServerSettings) -> tuple[AccessPolicy, TlsConfig | None]:
-        """Tokens and TLS, checked before anything starts: invalid ones fail closed."""
-        try:
-            tokens = TokenStore.load(settings.tokens) if settings.tokens else None
-            access = AccessPolicy(
-                tokens, settings.host, protect_inference=settings.protect_inference,
-                insecure_admin=settings.insecure_admin,
-            )  # fmt: skip
-            tls = TlsConfig.from_files(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
-        return access, tls
 
     def _audit_failed(self, exc: OSError) -> None:
         """A write to the audit log failed: count it; report the first of a run as an event."""
@@ -286,8 +245,10 @@ class BatonServer:
             log.info("removed %d verified copies left by servers that died", removed)
         if self.audit is not None:
             await asyncio.to_thread(resume_from_audit, self.manager, self.audit.path)
-        self.manager.start()
         loop = asyncio.get_running_loop()
+        if self.pool is not None:
+            self.pool.start(loop)
+        self.manager.start()
         self._tasks.append(loop.create_task(self._tune_gc_once_synced()))
         if self.fleet is not None:
             self._tasks.extend(self.fleet.start(loop))
@@ -305,6 +266,8 @@ class BatonServer:
         if self._grpc is not None:
             # stop accepting RPCs; those in flight get up to the shutdown timeout to finish
             await self._grpc.stop(grace=self.settings.shutdown_timeout)
+        if self.pool is not None:  # workers finish what is in flight, then exit
+            await asyncio.to_thread(self.pool.stop)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -319,6 +282,8 @@ class BatonServer:
     async def serve(self) -> None:
         """Bind HTTP and gRPC, then serve until SIGTERM/SIGINT and shut down gracefully.
         Raises :class:`ConfigurationError` (before anything has started) if a port is taken."""
+        if self.pool is not None:
+            return await self._serve_with_workers(self.pool)
         sock = bind_socket(self.settings.host, self.settings.http_port)
         try:
             await self.start_grpc()
@@ -340,3 +305,27 @@ class BatonServer:
             **(self.tls.uvicorn_options() if self.tls else {}),
         )
         await uvicorn.Server(config).serve(sockets=[sock])
+
+    async def _serve_with_workers(self, pool: WorkerPool) -> None:
+        """The supervisor: the workers serve the ports; this process answers them (admin API,
+        readiness, metrics) on a private Unix socket."""
+        settings = self.settings
+        try:  # a clear error before any worker starts
+            bind_socket(settings.host, settings.http_port).close()
+            if settings.grpc_port:
+                bind_socket(settings.host, settings.grpc_port, "gRPC port",
+                            "--grpc-port (0 turns gRPC off)").close()  # fmt: skip
+        except ConfigurationError:
+            if self.audit is not None:
+                self.audit.close()
+            raise
+        if (warning := self.access.warning()) is not None:
+            log.warning("%s; give --tokens to require them", warning)
+        log.info("serving with %d worker processes on %s:%d (gRPC %s)", pool.count,
+                 settings.host, settings.http_port, settings.grpc_port or "off")  # fmt: skip
+        config = uvicorn.Config(
+            self.app, uds=pool.socket_path, log_level=settings.log_level,
+            access_log=settings.access_log, timeout_graceful_shutdown=settings.shutdown_timeout,
+            lifespan="on",
+        )  # fmt: skip
+        await uvicorn.Server(config).serve()

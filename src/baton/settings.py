@@ -322,6 +322,10 @@ class ServerSettings(BaseSettings):
         default=1024, ge=0, description="inference requests in flight at once; 0 = no limit"
     )
     infer_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
+    workers: int = Field(
+        default=1, ge=0, le=256,
+        description="processes serving inference; 1 = one process; 0 or auto = one per core",
+    )  # fmt: skip
     shutdown_timeout: Duration = Field(default=30.0, ge=0)
     rollout_period: Duration = Field(
         default=1.0, gt=0, description="seconds between gate checks of a running rollout"
@@ -374,6 +378,15 @@ class ServerSettings(BaseSettings):
     )
     log_level: str = "info"
     access_log: bool = False
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: object) -> object:
+        """``auto`` is 0: one worker per core this process may use (see
+        :attr:`worker_count`)."""
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return 0
+        return value
 
     @field_validator("repository", mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,8 @@ class ApiContext:
     repository: Repository
     access: AccessPolicy
     audit_path: Path | None = None
+    #: the node's metrics when they come from several processes (``--workers``)
+    metrics_text: Callable[[], Awaitable[bytes]] | None = None
 
 
 def context(request: Request) -> ApiContext:

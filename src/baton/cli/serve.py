@@ -49,6 +49,9 @@ def add_commands(sub) -> None:
     serve.add_argument("--max-inflight", type=int, metavar="N",
                        help="inference requests in flight at once before 429 (default 1024; "
                        "0 = no limit)")  # fmt: skip
+    serve.add_argument("--workers", metavar="N|auto",
+                       help="worker processes serving inference (default 1: one process; "
+                       "auto: one per usable core)")  # fmt: skip
     serve.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     serve.add_argument(
         "--trusted-key", type=Path, action="append", default=[], metavar="PUBFILE",
@@ -103,6 +106,7 @@ def _settings(args: argparse.Namespace):
             "poll_interval": args.poll_interval,
             "max_concurrent_loads": args.max_concurrent_loads,
             "max_inflight": args.max_inflight,
+            "workers": args.workers,
             "log_level": args.log_level,
             "trusted_keys": tuple(args.trusted_key) or None,
             "require_signature": args.require_signature or None,

@@ -3,7 +3,9 @@
 The manager has already made the version unroutable (and published DRAINING) when it calls
 :func:`drain_and_unload`; requests that leased the handle before that finish on it. After
 ``timeout`` seconds the runtime is unloaded anyway, and the result says so (the manager
-reports it as ``drain_timeout``). Unloading runs on ``executor``, off the event loop.
+reports it as ``drain_timeout``). Unloading runs on ``executor``, off the event loop. A runtime
+whose requests are served in worker processes drains there while it unloads
+(:class:`baton.workers.pooled.PooledRuntime`) and reports that drain as ``runtime.drain``.
 """
 
 from __future__ import annotations
@@ -39,4 +41,9 @@ async def drain_and_unload(
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(executor, handle.runtime.unload)
     await loop.run_in_executor(executor, release_memory)
-    return Drained(seconds, forced, inflight if forced else 0)
+    inflight = inflight if forced else 0
+    elsewhere = getattr(handle.runtime, "drain", None)  # drained in worker processes
+    if elsewhere is not None:
+        seconds, forced = max(seconds, elsewhere[0]), forced or elsewhere[1]
+        inflight += elsewhere[2]
+    return Drained(seconds, forced, inflight)

@@ -19,7 +19,9 @@ fake clock if they like::
     manager.publish("test", {"m": spec})
     actions = await manager.idle()   # tick until nothing is left to do, awaiting loads/drains
 
-The request path never calls the manager: it reads :attr:`Manager.serving_map`.
+The request path never calls the manager: it reads :attr:`Manager.serving_map`. ``on_map``
+sees each new map before any event describes it (with ``--workers N``, every worker process
+switches to it there).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class Manager:
         memory: MemoryLimits | None = None,
         max_concurrent_loads: int = 2,
         rollout_period: float = 1.0,
+        on_map: Callable[[ServingMap], None] | None = None,
     ) -> None:
         self.events = events
         self._clock = clock
@@ -85,7 +88,7 @@ class Manager:
         self._offers_changed = False
         self._unavailable: dict[str, str] = {}  # source → why it cannot see its store
         self._queue = ReconcileQueue(clock)
-        self._t = Transitions(self._models, events, clock, self._changed_model)
+        self._t = Transitions(self._models, events, clock, self._changed_model, on_map)
         self._rollouts = RolloutDriver(events, self._t, self._queue, clock, rollout_period,
                                        self._rollout_changed)  # fmt: skip
         self._stopping = False

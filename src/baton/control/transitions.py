@@ -35,8 +35,10 @@ class Transitions:
         events: EventBus,
         clock: Callable[[], float],
         on_change: Callable[[str], None],
+        on_map: Callable[[ServingMap], None] | None = None,
     ) -> None:
         self.serving_map: ServingMap = ServingMap.empty()
+        self._on_map = on_map
         self.stale = True  # something may route differently: rebuild at the next publish
         self._models = models
         self._events = events
@@ -69,10 +71,14 @@ class Transitions:
         self._on_change(m.name)
 
     def publish_map(self, force: bool = False) -> None:
-        """Replace the serving map (one assignment) if it may be out of date, or ``force``."""
+        """Replace the serving map (one assignment) if it may be out of date, or ``force``;
+        ``on_map`` sees every new map before anything is announced (worker processes switch
+        to it there)."""
         if force or self.stale:
             self.serving_map = serving_map_of(self._models.values())
             self.stale = False
+            if self._on_map is not None:
+                self._on_map(self.serving_map)
 
     def announce_swap(self, m: ModelRecord) -> None:
         """A ``swap`` event when the model's default version differs from the one last

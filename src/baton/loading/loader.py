@@ -47,7 +47,7 @@ from baton.serving.handle import VersionHandle
 from baton.settings import ModelSettings
 from baton.types import Signature
 
-__all__ = ["Loader", "RuntimeFactory"]
+__all__ = ["Loader", "RuntimeFactory", "batcher_for"]
 
 RuntimeFactory = Callable[[VersionFiles, ModelSettings], Runtime]
 Phase = Callable[..., None]  # on_phase("VERIFYING" | "LOADING" | "WARMING", **facts)
@@ -137,7 +137,10 @@ class Loader:
             )  # fmt: skip
             handle.predict_seconds = warmup.predict_seconds
             handle.digest = verified.get("digest")
-            handle.memory_bytes = max(0, resident_bytes() - rss_before)
+            measured = runtime.memory_bytes()  # a runtime that knows better (another process's)
+            handle.memory_bytes = (
+                max(0, resident_bytes() - rss_before) if measured is None else measured
+            )
             return handle, {
                 "warmup_seconds": time.perf_counter() - started,
                 "warmup_runs": warmup.runs,
@@ -167,25 +170,40 @@ class Loader:
         self, model: str, version: int, runtime: Runtime, signature: Signature,
         settings: ModelSettings,
     ) -> Batcher | None:  # fmt: skip
-        if settings.max_batch_size <= 1:
-            return None
-        obstacle = batching_obstacle(signature)
-        if obstacle is not None:
-            if self._notify is not None:
-                self._notify("batching_disabled", model, version=version, message=obstacle)
-            return None
-        observer = self._batch_observer
-        return Batcher(
-            runtime.predict,
-            self._infer_executor,
-            max_batch_size=settings.max_batch_size,
-            max_delay=settings.max_queue_delay_ms / 1000,
-            preferred_batch_sizes=settings.preferred_batch_sizes,
-            on_batch=(lambda rows: observer(model, version, rows)) if observer else None,
-        )
+        return batcher_for(model, version, runtime, signature, settings, self._infer_executor,
+                           self._batch_observer, self._notify)  # fmt: skip
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True)
+
+
+def batcher_for(
+    model: str,
+    version: int,
+    runtime: Runtime,
+    signature: Signature,
+    settings: ModelSettings,
+    executor: Executor | None,
+    observer: Callable[[str, int, int], None] | None = None,
+    notify: Callable[..., object] | None = None,
+) -> Batcher | None:
+    """The dynamic batcher for a version, or ``None`` when its settings ask for none or its
+    signature cannot be batched (then ``notify`` gets a ``batching_disabled`` note)."""
+    if settings.max_batch_size <= 1:
+        return None
+    obstacle = batching_obstacle(signature)
+    if obstacle is not None:
+        if notify is not None:
+            notify("batching_disabled", model, version=version, message=obstacle)
+        return None
+    return Batcher(
+        runtime.predict,
+        executor,
+        max_batch_size=settings.max_batch_size,
+        max_delay=settings.max_queue_delay_ms / 1000,
+        preferred_batch_sizes=settings.preferred_batch_sizes,
+        on_batch=(lambda rows: observer(model, version, rows)) if observer else None,
+    )
 
 
 def _reclaim_signals() -> None:

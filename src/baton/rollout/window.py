@@ -93,9 +93,10 @@ class VersionWindow:
         self.errors += 1
 
     def record(self, seconds: float, outputs: dict[str, np.ndarray]) -> None:
-        self._add(seconds, summarize(outputs))
+        self.add(seconds, summarize(outputs))
 
-    def _add(self, seconds: float, summary: tuple | None) -> None:
+    def add(self, seconds: float, summary: tuple | None) -> None:
+        """One answered request: its latency and :func:`summarize` of its outputs."""
         self.requests += 1
         self._latencies.append(seconds)
         if summary is None:
@@ -119,7 +120,7 @@ class VersionWindow:
             if not ok:
                 self.record_error()
                 continue
-            self._add(seconds, summary)
+            self.add(seconds, summary)
             self.record_comparison(agreed, diff)
 
     def record_comparison(self, agreed: bool, max_abs_diff: float) -> None:

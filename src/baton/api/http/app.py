@@ -4,6 +4,7 @@ Errors become ``{"error": "..."}`` with the status their class carries; anything
 logged with its traceback under a request id and answered 500 naming only that id.
 
     app = build_app(context, lifespan)   # an ASGI app for uvicorn
+    app = build_app(context, None, routes)   # only ``routes`` (a worker's own)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 from baton.api.context import ApiContext
 from baton.api.http import admin, rest
@@ -27,7 +29,11 @@ __all__ = ["build_app"]
 log = logging.getLogger("baton.api")
 
 
-def build_app(ctx: ApiContext, lifespan: Callable) -> FastInferPath:
+def build_app(
+    ctx: ApiContext, lifespan: Callable | None, routes: list[BaseRoute] | None = None
+) -> FastInferPath:
+    """The app over ``routes`` (default: every REST and admin route)."""
+
     async def baton_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BatonError)
         model = ctx.dataplane.metric_model(request.path_params.get("model", ""))
@@ -44,7 +50,7 @@ def build_app(ctx: ApiContext, lifespan: Callable) -> FastInferPath:
         return rest.json_response({"error": message}, 500)
 
     app = Starlette(
-        routes=[*rest.routes, *admin.routes],
+        routes=[*rest.routes, *admin.routes] if routes is None else routes,
         exception_handlers={
             BatonError: baton_error,
             HTTPException: http_error,

@@ -103,9 +103,9 @@ async def repository_unload(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(
-        context(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
-    )
+    ctx = context(request)
+    body = await ctx.metrics_text() if ctx.metrics_text is not None else ctx.metrics.render()
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 routes = [
