@@ -65,6 +65,27 @@ START_TIMEOUT = 120.0  # seconds a new worker has to import, and to open its por
 MEMBER_WAIT = 120.0  # seconds a load waits for at least one running worker
 
 
+PREFIX = "baton-workers-"  # + the supervisor's pid: its socket and the files it keeps
+
+
+def _remove_stale_directories() -> None:
+    """Remove what supervisors that died (kill -9) left in the temporary directory."""
+    for path in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        pid = path.name[len(PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def usable_cores() -> int:
     """CPU cores this process may run on (``--workers auto``)."""
     try:
@@ -88,7 +109,8 @@ class WorkerPool:
             raise ValueError("a worker pool has at least two workers")
         self.count = count
         self.settings = settings
-        self.directory = Path(tempfile.mkdtemp(prefix="baton-workers-"))
+        _remove_stale_directories()
+        self.directory = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
         self.socket_path = str(self.directory / "supervisor.sock")
         self.manager: Manager | None = None  # set by the server once the manager exists
         self.index_rows: Callable[[], tuple] = tuple  # the repository index, for workers
