@@ -82,9 +82,7 @@ class BatonServer:
             self.events.subscribe(self.audit.on_event)
         threads = settings.infer_threads or os.cpu_count() or 2
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="baton-infer")
-        self.pool = (
-            WorkerPool(settings, settings.workers, self.events) if settings.workers > 1 else None
-        )
+        self.pool = WorkerPool(settings, workers, self.events) if workers > 1 else None
         if self.pool is not None:  # runtimes live in the workers; the manager drives stand-ins
             runtime_factory = self.pool.runtime_factory
         runtime_factory = runtime_factory or runtime_factory_for(settings)

@@ -210,3 +210,47 @@ def test_node_readiness_and_repository_api_through_a_worker(server_factory, tmp_
     assert [(r["name"], r["version"], r["state"]) for r in index] == [("m", "1", "SERVING")]
     bad = httpx.post(f"{server.url}/v2/models/m/infer", content=b"{not json")
     assert bad.status_code == 400 and "error" in bad.json()
+
+
+def node_pss(server) -> int:
+    """The node's memory: proportional set sizes summed over the server's processes (a page
+    shared by k of them counts 1/k in each)."""
+    total = 0
+    root = psutil.Process(server.process.pid)
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            total += process.memory_full_info().pss
+        except psutil.Error:
+            continue
+    return total
+
+
+def test_a_swap_peaks_at_one_more_model_not_one_per_worker(server_factory, tmp_path):
+    root = tmp_path / "repo"
+    floats = 15_000_000  # a 60 MB model
+    write_version(root / "m", 1, affine_model(1.0, padding_floats=floats))
+    size = (root / "m" / "1" / "model.onnx").stat().st_size
+    server = server_factory(root, args=WORKERS)
+    time.sleep(1.0)
+    serving = node_pss(server)
+    peak, stop = serving, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, node_pss(server))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        write_version(root / "m", 2, affine_model(2.0, padding_floats=floats))
+        wait_for(lambda: default_version(server.url) == 2, 60, "v2")
+        time.sleep(1.0)  # v1 drains and unloads
+    finally:
+        stop.set()
+        sampler.join()
+    bound = 1.10 * (serving + size)
+    print(f"serving {serving / 2**20:.0f} MiB, model {size / 2**20:.0f} MiB, "
+          f"peak {peak / 2**20:.0f} MiB, bound {bound / 2**20:.0f} MiB")  # fmt: skip
+    assert peak <= bound
