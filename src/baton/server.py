@@ -309,6 +309,9 @@ class BatonServer:
         readiness, metrics) on a private Unix socket."""
         settings = self.settings
         try:  # a clear error before any worker starts
+            if settings.http_port == 0:
+                raise ConfigurationError("--workers needs a fixed --http-port (0 would give "
+                                         "each worker a port of its own)")  # fmt: skip
             bind_socket(settings.host, settings.http_port).close()
             if settings.grpc_port:
                 bind_socket(settings.host, settings.grpc_port, "gRPC port",
