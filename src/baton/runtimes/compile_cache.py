@@ -1,4 +1,5 @@
-"""A cache of ONNX Runtime's optimised graphs, so a load can skip graph optimisation.
+"""A cache of ONNX Runtime's optimised graphs, so a load can skip graph optimisation — and, for
+large models, share their weights between the processes that serve them.
 
 On a miss, the session is created as usual with ``optimized_model_filepath`` set, and ORT's
 optimised graph is kept. On a later load of a model with the same *structure* (graph, and the
@@ -15,10 +16,20 @@ show up as a weight missing, added, changed or used a different number of times.
 entry is keyed by the model's full contents, and only serves reloads of that very model.
 Entries reusable for other weights are stored without them, so they are small.
 
+**Shared weights.** A model of at least ``SHARE_MIN_BYTES`` (files included), served on the
+CPU, also gets a *packed* entry keyed by its contents (:mod:`baton.runtimes.shared_weights`):
+the optimised graph with its large weights and their pre-packed copies in one data file,
+which every later session — in this process or any worker on the node — maps instead of
+copying, so N workers hold the weights once, in the page cache. Its first load builds the
+entry (optimising from the file, or from a structure entry with the new weights) and then maps
+it too; later loads only check and map it. Such an entry takes about twice the weights on disk
+(ORT keeps the originals beside the packed copies), so a model shares only when its entry fits
+in half of ``max_bytes``; models whose weights are in external data files share the same way.
+
 Entries are written to a temporary name and renamed into place, so concurrent loads never see
 half an entry (two loads of one model may both optimise it; the later rename wins, and both
 entries are the same). The cache is kept under ``max_bytes`` by evicting the least recently
-used entries.
+used entries; a packed entry evicted while mapped stays readable by the sessions using it.
 
 The cache is an optimisation, never a trust root: an entry is the graph that will be served, so
 each carries an HMAC-SHA256, under a key only the server's user can read (kept outside the
@@ -37,20 +48,31 @@ import logging
 import os
 import platform
 import secrets
+import shutil
+import tempfile
+import time
 import uuid
-from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 import onnxruntime as ort
 
-__all__ = ["CompileCache", "CompiledSession", "load_or_create_key"]
+from baton.runtimes import onnx_graphs as graphs
+from baton.runtimes import shared_weights
+
+__all__ = ["SHARE_MIN_BYTES", "CompileCache", "CompiledSession", "load_or_create_key"]
 
 #: Part of every key: bump it when what an entry means changes, so old entries are never used.
 FORMAT = 3
 MAGIC = b"BATONCC3"
 MAC_BYTES = 32
+#: Models at least this large (model file and external data) share their weights.
+SHARE_MIN_BYTES = 16 * 2**20
+#: Scratch files and directories older than this are a crashed load's: removed when evicting.
+STALE_SECONDS = 3600
+_CPU = ["CPUExecutionProvider"]
 
 log = logging.getLogger("baton.compile_cache")
 
@@ -98,97 +120,161 @@ def load_or_create_key(path: Path) -> bytes:
     return key
 
 
-def _weights(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
-    return {t.name: t for t in model.graph.initializer}
-
-
-def _uses(graph: onnx.GraphProto, names: set[str], counts: Counter | None = None) -> Counter:
-    """How many node inputs (subgraphs included) read each of ``names``."""
-    counts = Counter() if counts is None else counts
-    for node in graph.node:
-        counts.update(name for name in node.input if name in names)
-        for attribute in node.attribute:
-            for sub in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
-                _uses(sub, names, counts)
-    return counts
-
-
-def _weights_pass_through(model: onnx.ModelProto, optimised: onnx.ModelProto) -> bool:
-    """Did the optimiser keep every weight as it was, read as often as before?"""
-    originals, kept = _weights(model), _weights(optimised)
-    if kept.keys() != originals.keys():
-        return False
-    if any(t.SerializeToString() != originals[n].SerializeToString() for n, t in kept.items()):
-        return False
-    names = set(originals)
-    return _uses(model.graph, names) == _uses(optimised.graph, names)
-
-
-def _external(model: onnx.ModelProto) -> bool:
-    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
-
-
-def _structure_digest(model: onnx.ModelProto) -> bytes:
-    """SHA-256 of the model without its weights' values (names, shapes and types kept)."""
-    weights = list(model.graph.initializer)
-    digest = hashlib.sha256()
-    for t in weights:
-        digest.update(f"{t.name}|{list(t.dims)}|{t.data_type};".encode())
-    del model.graph.initializer[:]
-    try:
-        digest.update(model.SerializeToString())
-    finally:
-        model.graph.initializer.extend(weights)
-    return digest.digest()
-
-
 class CompileCache:
-    def __init__(self, directory: Path, max_bytes: int = 2**30, key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        max_bytes: int = 2**30,
+        key: bytes | None = None,
+        *,
+        share_weights: bool = True,
+    ) -> None:
         """``key`` signs entries; without one, a random key is made, so entries are trusted only
-        by this process."""
+        by this process. ``share_weights=False`` keeps every session's weights on its own heap
+        (for comparisons: ``bench/shared_weights.py``)."""
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self._key = key if key is not None else secrets.token_bytes(32)
         self._context = f"{FORMAT}|{ort.__version__}|{_machine()}"
+        self._share = share_weights and shared_weights.available()
+        self._packed = shared_weights.PackedEntries(self.directory, self._mac, self._evict)
 
     def session(
         self, model_file: Path, options: ort.SessionOptions, providers: list[str]
     ) -> CompiledSession:
         """An inference session for ``model_file``, from the cache when it can be."""
-        data = model_file.read_bytes()
-        model = onnx.load_from_string(data)
-        if _external(model):
-            return CompiledSession(
-                ort.InferenceSession(str(model_file), options, providers=providers), "bypass"
-            )
+        unoptimised = options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        if unoptimised and not (self._share and list(providers) == _CPU):
+            return self._plain(model_file, options, providers)  # nothing to cache
         context = f"{self._context}|{providers}|{options.graph_optimization_level}".encode()
-        structure = hashlib.sha256(context + _structure_digest(model)).hexdigest()
-        contents = hashlib.sha256(context + data).hexdigest()
-        rejected = False
+        size = model_file.stat().st_size
+        alone, rejected = None, False  # the model file's contents key, when computed first
+        if self._shares(size, providers):
+            # a large model file: its packed entry is found without parsing it (an entry under
+            # this key was made from this very file, and names no data files)
+            alone = graphs.contents_digest(context, model_file, [])
+            session, rejected = self._packed.open(alone, options, providers)
+            if session is not None:
+                return CompiledSession(session, "hit")
+        model = onnx.load(str(model_file), load_external_data=False)
+        externals = graphs.external_files(model, model_file.parent)
+        if externals is None:
+            return self._plain(model_file, options, providers)
+        total = size + sum(p.stat().st_size for p in externals)
+        shares = self._shares(total, providers)
+        if not shares and (externals or total >= SHARE_MIN_BYTES):
+            # a large model that cannot share loads straight from its file: a session created
+            # from bytes, or one saving its optimised graph, keeps a second copy of the weights
+            return self._plain(model_file, options, providers)
+        contents = (
+            alone
+            if alone and not externals
+            else graphs.contents_digest(context, model_file, externals)
+        )
+        if shares and contents != alone:
+            session, bad = self._packed.open(contents, options, providers)
+            rejected = rejected or bad
+            if session is not None:
+                return CompiledSession(session, "hit")
+        if externals or unoptimised:  # no optimised graph to keep for other weights
+            if not shares or not self._writable():
+                return self._plain(model_file, options, providers)
+            session = self._packed.compile(str(model_file), options, providers, contents)
+            return CompiledSession(session, "rejected" if rejected else "miss")
+        structure = hashlib.sha256(context + graphs.structure_digest(model)).hexdigest()
         for key, substitute in ((structure, True), (contents, False)):
             cached, bad = self._read(key)
             rejected = rejected or bad
-            if cached is not None:
-                session = self._from_cached(cached, model, options, providers, substitute)
-                if session is not None:
-                    return CompiledSession(session, "hit")
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # the cache is an optimisation: never a reason to fail a load
-            log.warning("compile cache %s unusable (%s); loading without it", self.directory, exc)
-            plain = ort.InferenceSession(str(model_file), options, providers=providers)
-            return CompiledSession(plain, "bypass")
+            if cached is None:
+                continue
+            with self._staging(shares) as stage:
+                graph = graphs.substituted(cached, model if substitute else None, stage)
+                cached = None
+                if shares:  # ORT needs the memory more (read again if the entry fails)
+                    model = None
+                session = graph and self._from_graph(graph, options, providers,
+                                                     contents if shares else None)  # fmt: skip
+                graph = None
+            if session is not None:
+                return CompiledSession(session, "hit")
+            if model is None:
+                model = onnx.load(str(model_file), load_external_data=False)
+        outcome = "rejected" if rejected else "miss"
+        if not self._writable():
+            return self._plain(model_file, options, providers)
+        weights, model = graphs.Weights.of(model), None  # all a miss needs of the model: let it go
+        if shares:
+
+            def keep(scratch: Path) -> None:
+                graph = str(scratch / shared_weights.OPTIMISED)
+                optimised = onnx.load(graph, load_external_data=False)
+                self._keep(weights, optimised, structure, None, scratch)
+
+            session = self._packed.compile(
+                str(model_file), options, providers, contents, lambda d: self._try(keep, d)
+            )
+            return CompiledSession(session, outcome)
         scratch = self.directory / f".{uuid.uuid4().hex}.onnx"
         options.optimized_model_filepath = str(scratch)
         try:
             session = ort.InferenceSession(str(model_file), options, providers=providers)
-            try:
-                self._store(scratch, model, structure, contents)
-            except Exception as exc:
-                log.warning("compile cache could not keep %s (%s)", model_file, exc)
+            self._try(lambda: self._keep(weights, onnx.load(str(scratch)), structure, contents))
         finally:
             scratch.unlink(missing_ok=True)
-        return CompiledSession(session, "rejected" if rejected else "miss")
+        return CompiledSession(session, outcome)
+
+    def _shares(self, size: int, providers: list[str]) -> bool:
+        """Whether a model of ``size`` bytes shares its weights: large, on the CPU, and its
+        packed entry (about twice its size) fits in half the cache."""
+        return (
+            self._share
+            and list(providers) == _CPU
+            and size >= SHARE_MIN_BYTES
+            and 4 * size <= self.max_bytes
+        )
+
+    def _plain(self, model_file: Path, options, providers) -> CompiledSession:
+        return CompiledSession(
+            ort.InferenceSession(str(model_file), options, providers=providers), "bypass"
+        )
+
+    def _writable(self) -> bool:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            return True
+        except OSError as exc:  # the cache is an optimisation: never a reason to fail a load
+            log.warning("compile cache %s unusable (%s); loading without it", self.directory, exc)
+            return False
+
+    def _try(self, fn: Callable, *args) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            log.warning("compile cache could not keep an entry (%s)", exc)
+
+    @contextlib.contextmanager
+    def _staging(self, needed: bool) -> Iterator[Path | None]:
+        """A private directory for a graph ORT should read from a file, removed afterwards."""
+        if not needed:
+            yield None
+            return
+        stage = Path(tempfile.mkdtemp(prefix=".", suffix=".stage", dir=self.directory))
+        try:
+            yield stage
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def _from_graph(self, graph: bytes | str, options, providers, packed: str | None):
+        """A session from an optimised graph (bytes or a path); its weights mapped from a new
+        packed entry under ``packed`` when given. ``None`` when ORT refuses the graph."""
+        fast = shared_weights.unoptimised(options)
+        try:
+            if packed is not None:
+                return self._packed.compile(graph, fast, providers, packed)
+            return ort.InferenceSession(graph, fast, providers=providers)
+        except Exception as exc:
+            log.warning("compile cache entry could not be used (%s); optimising afresh", exc)
+            return None
 
     # ---- entries --------------------------------------------------------------------------
     def _path(self, key: str) -> Path:
@@ -222,35 +308,22 @@ class CompileCache:
             os.utime(path)  # recently used
         return cached, False
 
-    def _from_cached(self, cached, model, options, providers, substitute: bool):
-        if substitute:
-            weights = _weights(model)
-            for t in cached.graph.initializer:
-                if t.name not in weights:
-                    return None
-                t.CopyFrom(weights[t.name])
-        fast = ort.SessionOptions()
-        fast.intra_op_num_threads = options.intra_op_num_threads
-        fast.inter_op_num_threads = options.inter_op_num_threads
-        fast.log_severity_level = options.log_severity_level
-        fast.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        try:
-            return ort.InferenceSession(cached.SerializeToString(), fast, providers=providers)
-        except Exception as exc:
-            log.warning("compile cache entry could not be used (%s); optimising afresh", exc)
-            return None
-
-    def _store(self, scratch: Path, model: onnx.ModelProto, structure: str, contents: str) -> None:
+    def _keep(
+        self,
+        weights: graphs.Weights,
+        optimised: onnx.ModelProto,
+        structure: str,
+        contents: str | None,
+        base: Path | None = None,
+    ) -> None:
         """Keep ORT's optimised graph: weightless under the structure key when its weights pass
-        through unchanged; whole under the contents key otherwise."""
-        optimised = onnx.load(str(scratch))
-        passthrough = _weights_pass_through(model, optimised)
+        through unchanged; whole under the contents key otherwise (unless ``contents`` is
+        ``None``: a packed entry serves that model). ``base``: where its data file is."""
+        passthrough = graphs.weights_pass_through(weights, optimised, base)
         if passthrough:
-            for t in optimised.graph.initializer:
-                t.ClearField("raw_data")
-                for field in ("float_data", "int32_data", "int64_data", "double_data",
-                              "uint64_data", "string_data"):  # fmt: skip
-                    t.ClearField(field)
+            graphs.without_values(optimised)
+        elif contents is None:
+            return
         key = structure if passthrough else contents
         payload = optimised.SerializeToString()
         temp = self.directory / f".{uuid.uuid4().hex}.part"
@@ -259,16 +332,34 @@ class CompileCache:
         self._evict()
 
     def _evict(self) -> None:
-        entries = []
-        for path in self.directory.glob("*.entry"):
+        entries, now = [], time.time()
+        for item in os.scandir(self.directory):
             try:
-                st = path.stat()
+                st = item.stat(follow_symlinks=False)
+                if item.name.startswith("."):
+                    if now - st.st_mtime > STALE_SECONDS:  # a crashed load's scratch
+                        _remove(Path(item.path))
+                    continue
+                if item.name.endswith(".entry"):
+                    size = st.st_size
+                elif item.name.endswith(".packed") and item.is_dir(follow_symlinks=False):
+                    size = sum(f.stat(follow_symlinks=False).st_size
+                               for f in os.scandir(item.path))  # fmt: skip
+                else:
+                    continue
             except FileNotFoundError:
                 continue  # another load evicted it
-            entries.append((st.st_mtime, st.st_size, path))
+            entries.append((st.st_mtime, size, Path(item.path)))
         total = sum(size for _, size, _ in entries)
         for _, size, path in sorted(entries):
             if total <= self.max_bytes:
                 break
-            path.unlink(missing_ok=True)
+            _remove(path)  # a mapped packed entry stays readable by the sessions that map it
             total -= size
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
