@@ -93,13 +93,14 @@ def default_version(url: str) -> int | None:
 
 
 def worker_pids(server) -> list[int]:
-    """The worker processes (multiprocessing's spawned children, not its resource tracker)."""
+    """The worker processes: the children of multiprocessing's fork server (which is the
+    supervisor's child, as is its resource tracker)."""
     pids = []
-    for child in psutil.Process(server.process.pid).children():
+    for child in psutil.Process(server.process.pid).children(recursive=True):
         try:
-            if "spawn_main" in " ".join(child.cmdline()):
+            if child.ppid() != server.process.pid and child.status() != psutil.STATUS_ZOMBIE:
                 pids.append(child.pid)
-        except psutil.Error:  # gone, or a zombie not yet reaped
+        except psutil.Error:  # gone meanwhile
             continue
     return sorted(pids)
 
@@ -188,14 +189,14 @@ def test_a_killed_worker_costs_only_its_requests_in_flight(server_factory, tmp_p
     print(f"requests failed by the kill: {len(failed)} of {len(load.answers) + len(failed)}")
     assert len(failed) <= CLIENTS, load.failures
     assert all(f[1].startswith("transport") for f in failed), failed
-    assert all(sent < restarted for sent, _ in load.failures), load.failures
-    assert all(sent >= killed_at for sent, _ in load.failures), load.failures
+    # ... sent just before the kill (in flight when it came), none once the node was ready
+    assert all(killed_at - 5 < sent < restarted for sent, _ in load.failures), load.failures
     assert not load.wrong
     late = [v for sent, v in load.answers if sent > switched]
     assert late and set(late) == {2}, set(late)
     events = httpx.get(f"{server.url}/admin/events", timeout=10).json()
     exited = [e for e in events if e["kind"] == "worker" and e["state"] == "exited"]
-    assert (exited and exited[0]["data"]["worker"] == 0) or exited[0]["data"]["worker"] == 1
+    assert [e["data"]["exitcode"] for e in exited] == [-signal.SIGKILL], exited
 
 
 def test_node_readiness_and_repository_api_through_a_worker(server_factory, tmp_path):

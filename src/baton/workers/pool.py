@@ -116,7 +116,10 @@ class WorkerPool:
         self.index_rows: Callable[[], tuple] = tuple  # the repository index, for workers
         self.on_repository: Callable[[str, str], asyncio.Future] | None = None
         self._events = events
-        self._mp = multiprocessing.get_context("spawn")
+        # Workers are forked from a server process that has imported them (numpy, ONNX Runtime,
+        # the API) once: the pages those imports fill stay shared between the workers.
+        self._mp = multiprocessing.get_context("forkserver")
+        self._mp.set_forkserver_preload(["baton.workers.preload"])
         self._load_lock = threading.RLock()
         self._members_lock = threading.Lock()
         self._members_changed = threading.Condition(self._members_lock)
