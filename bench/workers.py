@@ -36,7 +36,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from baton.dev.demo import affine_model, write_version
+from baton.dev.demo import affine_model, mlp_model, write_version
 from baton.dev.testing import ServerProcess, free_port
 from bench.common import (
     Process,
@@ -89,8 +89,8 @@ def start_baton(repo: Path, workdir: Path, workers: int, tag: str) -> ServerProc
     )  # fmt: skip
 
 
-def wait_version(url: str, version: int, timeout: float = 300) -> None:
-    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, WIDTH], "data": [0] * WIDTH}]}
+def wait_version(url: str, version: int, timeout: float = 300, width: int = WIDTH) -> None:
+    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, width], "data": [0] * width}]}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -148,9 +148,14 @@ def _throughput_row(args, workdir: Path, server: ServerProcess, n: int) -> list[
 
 
 # ---- 2. memory with shared weights ----------------------------------------------------------
-def big_model_bytes(megabytes: int, offset: float) -> bytes:
-    floats = megabytes * MB // 4
-    return affine_model(offset, width=WIDTH, padding_floats=floats).SerializeToString()
+def big_width(megabytes: int) -> int:
+    """The width of a 4-layer MLP whose weights take ``megabytes`` (all of them read by every
+    prediction, so all of them resident)."""
+    return int((megabytes * MB / 16) ** 0.5)
+
+
+def big_model_bytes(megabytes: int, seed: int) -> bytes:
+    return mlp_model(big_width(megabytes), layers=4, seed=seed).SerializeToString()
 
 
 def write_bytes_version(repo: Path, version: int, data: bytes) -> None:
@@ -161,14 +166,14 @@ def write_bytes_version(repo: Path, version: int, data: bytes) -> None:
 
 
 def memory_table(args, workdir: Path) -> list[list[object]]:
-    data = big_model_bytes(args.big_mb, 1.0)
+    data = big_model_bytes(args.big_mb, 1)
     rows = []
     for n in sorted({1, max(args.workers)}):
         repo = workdir / f"mem-{n}"
         write_bytes_version(repo, 1, data)
         server = start_baton(repo, workdir, n, f"mem-{n}")
         try:
-            wait_version(server.url, 1)
+            wait_version(server.url, 1, width=big_width(args.big_mb))
             time.sleep(2)
             pss, rss = memory(server.process.pid)
             rows.append([n, pss, rss])
@@ -201,18 +206,18 @@ class Sampler:
             time.sleep(0.05)
 
 
-def baton_swap(args, workdir: Path, n: int, old: bytes, new: bytes) -> list[object]:
+def baton_swap(workdir: Path, n: int, old: bytes, new: bytes, width: int) -> list[object]:
     repo = workdir / f"swap-baton-{n}"
     write_bytes_version(repo, 1, old)
     server = start_baton(repo, workdir, n, f"swap-{n}")
     try:
-        wait_version(server.url, 1)
+        wait_version(server.url, 1, width=width)
         time.sleep(2)
         steady = memory(server.process.pid)[0]
         with Sampler(server.process.pid) as sampler:
             started = time.monotonic()
             write_bytes_version(repo, 2, new)
-            wait_version(server.url, 2)
+            wait_version(server.url, 2, width=width)
             to_traffic = time.monotonic() - started
             time.sleep(3)  # the old version drains and unloads
         after = memory(server.process.pid)[0]
@@ -236,19 +241,19 @@ def start_mlserver_workers(root: Path, workdir: Path, workers: int) -> Process:
     return proc
 
 
-def mlserver_swap(args, workdir: Path, n: int, old: bytes, new: bytes) -> list[object]:
+def mlserver_swap(workdir: Path, n: int, old: bytes, new: bytes, width: int) -> list[object]:
     root = workdir / f"swap-mlserver-{n}"
     mlserver_model_dir(root, MODEL, 1, old)
     proc = start_mlserver_workers(root, workdir, n)
     try:
-        wait_version(proc.url, 1)
+        wait_version(proc.url, 1, width=width)
         time.sleep(2)
         steady = memory(proc.process.pid)[0]
         with Sampler(proc.process.pid) as sampler:
             started = time.monotonic()
             mlserver_model_dir(root, MODEL, 2, new)
             httpx.post(f"{proc.url}/v2/repository/models/{MODEL}/load", timeout=600)
-            wait_version(proc.url, 2)
+            wait_version(proc.url, 2, width=width)
             to_traffic = time.monotonic() - started
             time.sleep(3)
         after = memory(proc.process.pid)[0]
@@ -259,12 +264,13 @@ def mlserver_swap(args, workdir: Path, n: int, old: bytes, new: bytes) -> list[o
 
 
 def swap_table(args, workdir: Path) -> list[list[object]]:
-    old, new = big_model_bytes(args.swap_mb, 1.0), big_model_bytes(args.swap_mb, 2.0)
+    old, new = big_model_bytes(args.swap_mb, 1), big_model_bytes(args.swap_mb, 2)
+    width = big_width(args.swap_mb)
     rows = []
     for n in [w for w in args.workers if w > 1]:
-        rows.append(baton_swap(args, workdir, n, old, new))
+        rows.append(baton_swap(workdir, n, old, new, width))
         try:
-            rows.append(mlserver_swap(args, workdir, n, old, new))
+            rows.append(mlserver_swap(workdir, n, old, new, width))
         except Exception as exc:  # a peer that cannot run here is reported, not fatal
             print(f"MLServer with {n} workers: {exc}".splitlines()[0], flush=True)
     return rows

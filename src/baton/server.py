@@ -45,7 +45,6 @@ from baton.observe.audit import AuditLog, AuditLogInUse
 from baton.observe.events import EventBus
 from baton.observe.log import log_event
 from baton.observe.metrics import Metrics
-from baton.runtimes.factory import runtime_factory_for
 from baton.settings import ServerSettings
 from baton.sources.base import Source
 from baton.sources.filesystem import FilesystemSource
@@ -85,7 +84,10 @@ class BatonServer:
         self.pool = WorkerPool(settings, workers, self.events) if workers > 1 else None
         if self.pool is not None:  # runtimes live in the workers; the manager drives stand-ins
             runtime_factory = self.pool.runtime_factory
-        runtime_factory = runtime_factory or runtime_factory_for(settings)
+        elif runtime_factory is None:  # imported here: a supervisor never loads ONNX Runtime
+            from baton.runtimes.factory import runtime_factory_for
+
+            runtime_factory = runtime_factory_for(settings)
         extra = {"runtime_factory": runtime_factory} if runtime_factory else {}
         self.manager = Manager(
             self.events,

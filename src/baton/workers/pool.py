@@ -46,11 +46,11 @@ from baton.serving.handle import VersionHandle
 from baton.serving.serving_map import ServingMap
 from baton.settings import ModelSettings, ServerSettings
 from baton.workers.channel import Channel, WorkerError, WorkerGone
+from baton.workers.entry import run_worker
 from baton.workers.generation import Generation, generation_of
 from baton.workers.metrics import merge_metrics
 from baton.workers.pooled import PooledRuntime
 from baton.workers.windows import add_samples
-from baton.workers.worker import worker_main
 
 if TYPE_CHECKING:
     from baton.artifacts.files import VersionFiles
@@ -295,7 +295,7 @@ class WorkerPool:
         generation, then let it open the ports. ``None`` if it could not start."""
         parent, child = self._mp.Pipe()
         process = self._mp.Process(
-            target=worker_main, name=f"baton-worker-{index}",
+            target=run_worker, name=f"baton-worker-{index}",
             args=(child, self.settings, index, self.socket_path),
         )  # fmt: skip
         process.start()
