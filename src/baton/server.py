@@ -142,6 +142,7 @@ class BatonServer:
         )
         pool.on_repository = lambda action, name: getattr(self.repository, action)(name)
         self.dataplane.ready_checks.append(pool.ready)
+        pool.node_ready = self.dataplane.ready
         self.context.metrics_text = lambda: pool.metrics_text(self.metrics.render())
 
     def _join_fleet(self, settings: ServerSettings, sources: list[Source]) -> FleetNode:

@@ -25,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -111,6 +113,13 @@ class Channel:
             self._send(("note", op, args))
 
     def close(self) -> None:
+        """Close this end; the other side's reader sees the end at once (even while a thread
+        of ours is blocked reading: the socket is shut down before its descriptor closes)."""
+        try:
+            with socket.socket(fileno=os.dup(self._conn.fileno())) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed, or not a socket
+            pass
         self._conn.close()
 
     def _send(self, message: tuple) -> None:

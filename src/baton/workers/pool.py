@@ -128,10 +128,12 @@ class WorkerPool:
         self._live: dict[int, PooledRuntime] = {}  # token → copy loaded in every member
         self._handles: dict[int, VersionHandle] = {}  # token → the manager's handle
         self._generation = Generation(0, ())
-        self._synced = False
+        self._told_ready: bool | None = None  # the node's readiness as last told to workers
+        self.node_ready: Callable[[], bool] = lambda: False  # set by the server
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: list[threading.Thread] = []
+        self._readiness: asyncio.Task | None = None
 
     # ---- the manager's side -------------------------------------------------------------
     def runtime_factory(self, files: VersionFiles, settings: ModelSettings) -> PooledRuntime:
@@ -198,15 +200,13 @@ class WorkerPool:
         manager = self.manager
         if manager is None:
             return
-        self._synced = manager.synced
         with self._members_lock:
             generation = generation_of(self._generation.number + 1, serving_map,
                                        manager.models(), self.index_rows())  # fmt: skip
             self._generation = generation
             self._handles = {h.runtime.token: h for route in serving_map.models.values()  # type: ignore[attr-defined]
                              for h in route.versions.values()}  # fmt: skip
-            calls = [(link, link.channel.submit("generation", generation=generation,
-                                                synced=self._synced))
+            calls = [(link, link.channel.submit("generation", generation=generation))
                      for link in self._members]  # fmt: skip
         deadline = time.monotonic() + FLIP_TIMEOUT
         for link, call in calls:
@@ -238,6 +238,7 @@ class WorkerPool:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start every worker (each from its own keeper thread, which restarts it)."""
         self._loop = loop
+        self._readiness = loop.create_task(self._tell_readiness())
         for index in range(self.count):
             thread = threading.Thread(target=self._keep, args=(index,),
                                       name=f"baton-keeper-{index}", daemon=True)  # fmt: skip
@@ -248,6 +249,8 @@ class WorkerPool:
         """Ask every worker to finish what is in flight and exit (blocking); kill any that
         take longer than the shutdown timeout."""
         self._closing = True
+        if self._readiness is not None:
+            self._loop.call_soon_threadsafe(self._readiness.cancel)  # type: ignore[union-attr]
         with self._members_changed:
             self._members_changed.notify_all()
         processes = list(self._processes)
@@ -263,6 +266,16 @@ class WorkerPool:
         for thread in self._threads:
             thread.join(5)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    async def _tell_readiness(self) -> None:
+        """Tell the workers when the node's readiness changes (checked every 0.25 s)."""
+        while True:
+            await asyncio.sleep(0.25)
+            ready = self.node_ready()
+            if ready != self._told_ready:
+                self._told_ready = ready
+                for link in self._snapshot():
+                    link.channel.submit("ready", ready=ready)
 
     def pids(self) -> list[int]:
         return [m.process.pid for m in self._snapshot() if m.process.pid is not None]
@@ -311,7 +324,8 @@ class WorkerPool:
                     link.channel.call("load", **self._load_args(runtime))
                 with self._members_lock:
                     link.channel.call("generation", timeout=FLIP_TIMEOUT,
-                                      generation=self._generation, synced=self._synced)  # fmt: skip
+                                      generation=self._generation)  # fmt: skip
+                    link.channel.call("ready", timeout=FLIP_TIMEOUT, ready=bool(self._told_ready))
                     self._members.append(link)
             link.channel.call("open", timeout=START_TIMEOUT)
         except Exception as exc:

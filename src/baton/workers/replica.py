@@ -42,8 +42,13 @@ class Replica:
     def __init__(self) -> None:
         self.serving_map: ServingMap = ServingMap.empty()
         self.generation: Generation | None = None
-        self.synced = False
+        self.node_ready = False  # as the supervisor last said: every worker serving, synced
         self._models: dict[str, ReplicaModel] = {}
+
+    @property
+    def synced(self) -> bool:
+        """What the data plane's readiness asks of a manager: here, the whole node's."""
+        return self.node_ready
 
     def models(self) -> dict[str, ReplicaModel]:
         return self._models
@@ -58,7 +63,6 @@ class Replica:
         self,
         generation: Generation,
         handle_for: Callable[[int, str, int], VersionHandle | None],
-        synced: bool = True,
     ) -> None:
         """Route as ``generation`` says, over the handles ``handle_for`` gives."""
         routes = []
@@ -74,5 +78,4 @@ class Replica:
             for name, vs in generation.states.items()
         }
         self.generation = generation
-        self.synced = synced
         self.serving_map = ServingMap.build(routes)

@@ -7,6 +7,7 @@ a pipe; everything it is told arrives as a call on that :class:`~baton.workers.c
 - ``load(token, path, settings, code_dirs)`` — create the runtime, load it, warm it up here;
   answers the runtime's signature, structure, platform and the memory the load added;
 - ``generation(generation)`` — route as the node's generation N says (one assignment);
+- ``ready(ready)`` — whether the whole node is ready (what gRPC ``ServerReady`` answers);
 - ``predict(token, inputs, outputs)`` — one prediction (the supervisor's contract check,
   warm-up timing and golden set);
 - ``unload(token, drain_timeout)`` — refuse new leases, wait for its requests in flight
@@ -228,8 +229,11 @@ class Worker:
             "memory": max(0, resident_bytes() - before),
         }
 
-    async def _op_generation(self, generation: Generation, synced: bool) -> int:
-        self.replica.apply(generation, self._handle_for, synced)
+    async def _op_ready(self, ready: bool) -> None:
+        self.replica.node_ready = ready
+
+    async def _op_generation(self, generation: Generation) -> int:
+        self.replica.apply(generation, self._handle_for)
         for spec in generation.routes:
             for version, token in spec.versions.items():
                 handle = self._handles.get(token)

@@ -68,7 +68,9 @@ def test_replica_routes_as_the_generation_says_over_its_own_handles():
     replica.apply(g, lambda token, model, version: mine.get(token))
     route = replica.serving_map.get("m")
     assert route is not None and dict(route.versions) == {1: mine[21]} and route.default == 2
-    assert replica.generation is g and replica.synced
+    assert replica.generation is g and not replica.synced  # until the supervisor says so
+    replica.node_ready = True
+    assert replica.synced
     assert replica.model("m").versions[1].state is VersionState.SERVING
     with pytest.raises(NotFound):
         replica.model("nope")
@@ -76,5 +78,5 @@ def test_replica_routes_as_the_generation_says_over_its_own_handles():
 
 def test_an_empty_generation_routes_nothing():
     replica = Replica()
-    replica.apply(generation_of(1, ServingMap.empty(), {}), lambda *a: None, synced=False)
+    replica.apply(generation_of(1, ServingMap.empty(), {}), lambda *a: None)
     assert replica.serving_map.get("m") is None and replica.models() == {} and not replica.synced
