@@ -132,16 +132,18 @@ async def start_grpc_server(
     *,
     interceptors: list[grpc.aio.ServerInterceptor] | None = None,
     credentials: grpc.ServerCredentials | None = None,
+    reuse_port: bool = False,
 ) -> grpc.aio.Server:
     """Start serving on ``host:port`` (on the running loop), over TLS with ``credentials``;
-    returns the server to stop later."""
+    returns the server to stop later. With ``reuse_port`` (``SO_REUSEPORT``) the worker
+    processes of one node serve the same port."""
     limit = ctx.settings.max_request_bytes
     server = grpc.aio.server(
         interceptors=interceptors or (),
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", -1),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(reuse_port)),
         ],
     )
     servicer = InferenceServicer(ctx)
