@@ -17,13 +17,16 @@ import httpx
 import numpy as np
 import orjson
 import psutil
+import pytest
+import tritonclient.grpc as grpcclient
 from prometheus_client.parser import text_string_to_metric_families
+from tritonclient.utils import InferenceServerException
 
 from baton.dev.demo import affine_model, write_version
 
 from .conftest import wait_for
 
-WORKERS = ("--workers", "2", "--grpc-port", "0")  # TEMP until gRPC takes reuse_port
+WORKERS = ("--workers", "2")
 CLIENTS = 6
 REQUESTS_PER_CONNECTION = 25  # clients reconnect, so connections spread over both workers
 
@@ -211,6 +214,16 @@ def test_node_readiness_and_repository_api_through_a_worker(server_factory, tmp_
     assert [(r["name"], r["version"], r["state"]) for r in index] == [("m", "1", "SERVING")]
     bad = httpx.post(f"{server.url}/v2/models/m/infer", content=b"{not json")
     assert bad.status_code == 400 and "error" in bad.json()
+    # gRPC: the workers share its port too; readiness and the repository are the node's
+    grpc = grpcclient.InferenceServerClient(server.grpc_hostport)
+    assert grpc.is_server_ready() and grpc.is_model_ready("m")
+    x = grpcclient.InferInput("x", [1, 4], "FP32")
+    x.set_data_from_numpy(np.full((1, 4), 0.5, np.float32))
+    answer = grpc.infer("m", [x])
+    assert answer.as_numpy("y").tolist() == [[1.5] * 4]
+    assert [m.name for m in grpc.get_model_repository_index().models] == ["m"]
+    with pytest.raises(InferenceServerException, match="not in the model repository"):
+        grpc.load_model("nope")
 
 
 def node_pss(server) -> int:
