@@ -5,7 +5,8 @@ ONNX model with onnxruntime (one intra-op thread), each with one worker / replic
 
     python bench/peers.py [--peers mlserver,kserve,ray,torchserve] [--duration 10]
         [--concurrency 1,16,64] [--rounds 1] [--phase 30] [--swap-every 3]
-        [--swap-concurrency 16] [--baton-workers 1] [--ray-max-ongoing 256] [--model-mb 0]
+        [--swap-concurrency 16] [--baton-workers 1] [--baton-src SRC] [--ray-max-ongoing 256]
+        [--model-mb 0]
         [--skip-throughput] [--skip-swaps] [--install-only] [--json bench/results/peers.json]
 
 Every server is started first and runs for the whole run. Then:
@@ -240,10 +241,11 @@ def start_baton_peer(work: Path, args) -> Served:
     repo = work / "baton-repo"
     write_version(repo / MODEL, 1, model(1))
     extra = ("--workers", str(args.baton_workers)) if args.baton_workers > 1 else ()
+    env = {"PYTHONPATH": str(args.baton_src)} if args.baton_src else None
     try:
         proc = ServerProcess.start(
             repo, work / "baton.log", poll_interval=0.25, log_level="warning", timeout=120,
-            args=extra,
+            args=extra, env=env,
         )  # fmt: skip
     except RuntimeError as e:
         raise PeerUnavailable(f"baton did not start: {one_line(str(e))}") from e
@@ -670,6 +672,8 @@ def main() -> None:
     parser.add_argument("--swap-concurrency", type=int, default=16)
     parser.add_argument("--baton-workers", type=int, default=1,
                         help="passed to `baton serve --workers` when above 1")  # fmt: skip
+    parser.add_argument("--baton-src", type=Path,
+                        help="serve Baton from this src/ (a git archive of a commit)")  # fmt: skip
     parser.add_argument("--ray-max-ongoing", type=int, default=256,
                         help="Ray Serve's max_ongoing_requests (0: its default, 5)")  # fmt: skip
     parser.add_argument("--model-mb", type=float, default=0,
@@ -682,6 +686,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.baton_workers > 1:
         CONFIG["baton"] = CONFIG["baton"].replace("1 process", f"--workers {args.baton_workers}")
+    if args.baton_src:
+        CONFIG["baton"] += f"; code from {args.baton_src}"
     CONFIG["ray"] = CONFIG["ray"].format(max_ongoing=args.ray_max_ongoing or 5)
     global PADDING_FLOATS
     PADDING_FLOATS = int(args.model_mb * 2**20 / 4)
