@@ -21,10 +21,22 @@ CPU, also gets a *packed* entry keyed by its contents (:mod:`baton.runtimes.shar
 the optimised graph with its large weights and their pre-packed copies in one data file,
 which every later session — in this process or any worker on the node — maps instead of
 copying, so N workers hold the weights once, in the page cache. Its first load builds the
-entry (optimising from the file, or from a structure entry with the new weights) and then maps
-it too; later loads only check and map it. Such an entry takes about twice the weights on disk
+entry (optimising the model, or from a structure entry with the new weights) and then maps it
+too; later loads only check and map it. Such an entry takes about twice the weights on disk
 (ORT keeps the originals beside the packed copies), so a model shares only when its entry fits
 in half of ``max_bytes``; models whose weights are in external data files share the same way.
+
+Building an entry holds the model once, not twice: ORT gets the model as a *skeleton*
+(:func:`baton.runtimes.onnx_graphs.skeleton`), whose large weights are external data at their
+offsets in the version's own ``model.onnx``, read without ever loading the file whole, so ORT
+maps them from the file instead of parsing them onto the heap (``onnx.load``, and a session
+created from a file that embeds its weights, both peak at twice the model); a structure hit
+puts the new weights into the cached graph the same way. The session that wrote the entry is
+let go, and its heap given back, before the session that maps the entry is created. Measured
+(``bench/miss_peak.py``): a first load of a 57 MiB model whose weights no kernel pre-packs
+peaks at +61 MiB above the process (1.07x; it was +118 MiB); with pre-packed MatMul weights
+the build also holds their packed copies until it ends, about one model plus the largest
+weight being written (1.13x for 16 weights of 4 MiB, 1.3x for 4 of 16 MiB).
 
 Entries are written to a temporary name and renamed into place, so concurrent loads never see
 half an entry (two loads of one model may both optimise it; the later rename wins, and both
@@ -49,10 +61,9 @@ import os
 import platform
 import secrets
 import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,13 +167,17 @@ class CompileCache:
             session, rejected = self._packed.open(alone, options, providers)
             if session is not None:
                 return CompiledSession(session, "hit")
-        model = onnx.load(str(model_file), load_external_data=False)
-        externals = graphs.external_files(model, model_file.parent)
+        real = model_file.resolve()  # what a skeleton's weights point into
+        try:  # the model without its large weights, which stay in the file
+            model = graphs.skeleton(real)
+        except ValueError:
+            return self._plain(model_file, options, providers)  # ORT says what is wrong
+        externals = graphs.external_files(model, model_file.parent, real.name)
         if externals is None:
             return self._plain(model_file, options, providers)
         total = size + sum(p.stat().st_size for p in externals)
         shares = self._shares(total, providers)
-        if not shares and (externals or total >= SHARE_MIN_BYTES):
+        if not shares and (externals or unoptimised or total >= SHARE_MIN_BYTES):
             # a large model that cannot share loads straight from its file: a session created
             # from bytes, or one saving its optimised graph, keeps a second copy of the weights
             return self._plain(model_file, options, providers)
@@ -176,44 +191,84 @@ class CompileCache:
             rejected = rejected or bad
             if session is not None:
                 return CompiledSession(session, "hit")
-        if externals or unoptimised:  # no optimised graph to keep for other weights
-            if not shares or not self._writable():
-                return self._plain(model_file, options, providers)
-            session = self._packed.compile(str(model_file), options, providers, contents)
-            return CompiledSession(session, "rejected" if rejected else "miss")
-        structure = hashlib.sha256(context + graphs.structure_digest(model)).hexdigest()
-        for key, substitute in ((structure, True), (contents, False)):
-            cached, bad = self._read(key)
-            rejected = rejected or bad
-            if cached is None:
-                continue
-            with self._staging(shares) as stage:
-                graph = graphs.substituted(cached, model if substitute else None, stage)
-                cached = None
-                if shares:  # ORT needs the memory more (read again if the entry fails)
-                    model = None
-                session = graph and self._from_graph(graph, options, providers,
-                                                     contents if shares else None)  # fmt: skip
-                graph = None
-            if session is not None:
-                return CompiledSession(session, "hit")
-            if model is None:
-                model = onnx.load(str(model_file), load_external_data=False)
-        outcome = "rejected" if rejected else "miss"
+        structure = None
+        if not (externals or unoptimised):  # else no optimised graph to keep for other weights
+            structure = hashlib.sha256(context + graphs.structure_digest(model)).hexdigest()
+        if not shares:
+            return self._private(model_file, real, model, options, providers, structure,
+                                 contents, rejected)  # fmt: skip
         if not self._writable():
             return self._plain(model_file, options, providers)
-        weights, model = graphs.Weights.of(model), None  # all a miss needs of the model: let it go
-        if shares:
+        if externals and real.parent != model_file.parent.resolve():
+            # a link to a model file elsewhere, its data files beside the link: no one folder
+            # holds both, so ORT parses the file itself (holding its embedded weights twice)
+            session = self._packed.compile(str(model_file), options, providers, contents, None)
+            return CompiledSession(session, "rejected" if rejected else "miss")
+        return self._shared(real, model, options, providers, structure, contents, rejected)
+
+    def _shared(
+        self,
+        real: Path,
+        model: onnx.ModelProto,
+        options: ort.SessionOptions,
+        providers: list[str],
+        structure: str | None,
+        contents: str,
+        rejected: bool,
+    ) -> CompiledSession:
+        """A model that shares its weights: a new packed entry under ``contents``, built from
+        the structure entry with the new weights, else by optimising ``model``, a skeleton of
+        the model file at ``real`` (resolved: the skeleton's weights point into it). Either
+        way ORT maps the large weights from that file, beside its data files, instead of
+        parsing them onto the heap, so the model is never held twice."""
+        folder = str(real.parent)
+        if structure is not None:
+            cached, bad = self._read(structure)
+            rejected = rejected or bad
+            graph = None if cached is None else graphs.substituted(cached, model)
+            session = graph and self._from_graph(graph, options, providers, contents, folder)
+            if session is not None:
+                return CompiledSession(session, "hit")
+        keep = None
+        if structure is not None:
+            weights = graphs.Weights.of(model, real.parent, real.name)
 
             def keep(scratch: Path) -> None:
                 graph = str(scratch / shared_weights.OPTIMISED)
                 optimised = onnx.load(graph, load_external_data=False)
                 self._keep(weights, optimised, structure, None, scratch)
 
-            session = self._packed.compile(
-                str(model_file), options, providers, contents, lambda d: self._try(keep, d)
-            )
-            return CompiledSession(session, outcome)
+        source, model = model.SerializeToString(), None
+        session = self._packed.compile(source, options, providers, contents, folder,
+                                       keep and (lambda d: self._try(keep, d)))  # fmt: skip
+        return CompiledSession(session, "rejected" if rejected else "miss")
+
+    def _private(
+        self,
+        model_file: Path,
+        real: Path,
+        model: onnx.ModelProto,
+        options,
+        providers,
+        structure: str | None,
+        contents: str,
+        rejected: bool,
+    ) -> CompiledSession:
+        """A small model: every process copies its weights; only the graph is cached."""
+        for key, substitute in ((structure, True), (contents, False)):
+            cached, bad = (None, False) if key is None else self._read(key)
+            rejected = rejected or bad
+            if cached is None:
+                continue
+            full = onnx.load(str(model_file), load_external_data=False) if substitute else None
+            graph = graphs.substituted(cached, full)
+            session = graph and self._from_graph(graph, options, providers)
+            if session is not None:
+                return CompiledSession(session, "hit")
+        outcome = "rejected" if rejected else "miss"
+        if structure is None or not self._writable():
+            return self._plain(model_file, options, providers)
+        weights = graphs.Weights.of(model, real.parent, real.name)
         scratch = self.directory / f".{uuid.uuid4().hex}.onnx"
         options.optimized_model_filepath = str(scratch)
         try:
@@ -252,25 +307,16 @@ class CompileCache:
         except Exception as exc:
             log.warning("compile cache could not keep an entry (%s)", exc)
 
-    @contextlib.contextmanager
-    def _staging(self, needed: bool) -> Iterator[Path | None]:
-        """A private directory for a graph ORT should read from a file, removed afterwards."""
-        if not needed:
-            yield None
-            return
-        stage = Path(tempfile.mkdtemp(prefix=".", suffix=".stage", dir=self.directory))
-        try:
-            yield stage
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
-
-    def _from_graph(self, graph: bytes | str, options, providers, packed: str | None):
-        """A session from an optimised graph (bytes or a path); its weights mapped from a new
-        packed entry under ``packed`` when given. ``None`` when ORT refuses the graph."""
+    def _from_graph(
+        self, graph: bytes, options, providers, packed: str | None = None, folder: str = ""
+    ):
+        """A session from an optimised graph; its weights mapped from a new packed entry under
+        ``packed`` when given (a skeleton's weights read from ``folder``). ``None`` when ORT
+        refuses the graph."""
         fast = shared_weights.unoptimised(options)
         try:
             if packed is not None:
-                return self._packed.compile(graph, fast, providers, packed)
+                return self._packed.compile(graph, fast, providers, packed, folder)
             return ort.InferenceSession(graph, fast, providers=providers)
         except Exception as exc:
             log.warning("compile cache entry could not be used (%s); optimising afresh", exc)

@@ -64,9 +64,12 @@ class OnnxRuntime(Runtime):
       any constants the optimiser made are memory-mapped from one file in the cache
       (:mod:`baton.runtimes.shared_weights`), so every worker shares one copy in the page
       cache. The first load of a version on a node writes that entry (about twice the
-      weights, on disk), then maps it as well; the others only check it and map it. What
-      each worker still holds on its own: initializers under 64 KiB (kept in the graph),
-      ORT's graph and kernels, and the arena for activations.
+      weights, on disk), then maps it as well; the others only check it and map it. That
+      first load holds the weights once, not twice, at its peak: ORT maps them from
+      ``model.onnx`` while it optimises and writes the entry (plus heap copies of pre-packed
+      weights, until the entry is written). What each worker still holds on its own:
+      initializers under 64 KiB (kept in the graph), ORT's graph and kernels, and the arena
+      for activations.
     - any other model: every worker has its own copy on its heap. ORT copies weights embedded
       in ``model.onnx``, pre-packs MatMul/Gemm/Conv weights into heap copies (even when they
       come from an external data file, which it otherwise maps), and keeps a second copy of

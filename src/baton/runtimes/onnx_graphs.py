@@ -1,7 +1,7 @@
 """Reading and rewriting ONNX graphs for the compile cache: the keys it stores entries under
 (a model's contents, with its data files, or its structure without the weights' values),
-whether the optimiser let every weight pass through unchanged, and putting a model's weights
-into a cached graph."""
+whether the optimiser let every weight pass through unchanged, putting a model's weights into
+a cached graph, and reading a large model without its weights (:func:`skeleton`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
+from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from baton.runtimes import shared_weights
@@ -20,6 +21,7 @@ __all__ = [
     "Weights",
     "contents_digest",
     "external_files",
+    "skeleton",
     "structure_digest",
     "substituted",
     "uses",
@@ -45,16 +47,19 @@ def uses(graph: onnx.GraphProto, names: set[str], counts: Counter | None = None)
     return counts
 
 
-def values(model: onnx.ModelProto, base: Path | None = None) -> dict[str, tuple] | None:
-    """Each weight's shape, type and SHA-256 of its values (read from ``base`` when external);
-    ``None`` when a value is in a file this cache did not write."""
+def values(
+    model: onnx.ModelProto, base: Path | None = None, location: str = shared_weights.DATA
+) -> dict[str, tuple] | None:
+    """Each weight's shape, type and SHA-256 of its values (read from ``base / location`` when
+    external: the data file of a packed entry, or the model file a :func:`skeleton` points
+    into); ``None`` when a value is in another file."""
     out, files = {}, {}
     try:
         for t in model.graph.initializer:
             digest = hashlib.sha256()
             if t.data_location == onnx.TensorProto.EXTERNAL:
                 info = {e.key: e.value for e in t.external_data}
-                if base is None or info.get("location") != shared_weights.DATA:
+                if base is None or info.get("location") != location:
                     return None
                 if info["location"] not in files:
                     files[info["location"]] = os.open(base / info["location"], os.O_RDONLY)
@@ -92,8 +97,10 @@ class Weights:
     uses: Counter
 
     @classmethod
-    def of(cls, model: onnx.ModelProto) -> Weights:
-        found = values(model) or {}
+    def of(cls, model: onnx.ModelProto, base: Path | None = None, location: str = "") -> Weights:
+        """``model``'s; a :func:`skeleton`'s weights are read from ``base / location``, its file
+        (a model with weights in other files has none: no weight passes through)."""
+        found = values(model, base, location) or {}
         return cls(found, uses(model.graph, set(found)))
 
 
@@ -105,16 +112,19 @@ def weights_pass_through(
     return kept == weights.values and uses(optimised.graph, set(kept)) == weights.uses
 
 
-def external_files(model: onnx.ModelProto, directory: Path) -> list[Path] | None:
+def external_files(
+    model: onnx.ModelProto, directory: Path, own: str | None = None
+) -> list[Path] | None:
     """The data files ``model`` reads (sorted), or ``None`` when one is not a plain file in
-    ``directory`` (ORT will refuse the model and say why)."""
+    ``directory`` (ORT will refuse the model and say why). ``own``: the model file's name,
+    which a :func:`skeleton` reads its weights from (not a data file of its own)."""
     names = {
         e.value
         for t in shared_weights.tensors(model.graph)
         if t.data_location == onnx.TensorProto.EXTERNAL
         for e in t.external_data
         if e.key == "location"
-    }
+    } - {own}
     files = []
     for name in sorted(names):
         path = directory / name
@@ -136,43 +146,122 @@ def contents_digest(context: bytes, model_file: Path, externals: list[Path]) -> 
     return digest.hexdigest()
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def substituted(
-    cached: onnx.ModelProto, model: onnx.ModelProto | None, stage: Path | None
-) -> bytes | str | None:
-    """The cached graph with ``model``'s weights put in when given (``None`` if ``model`` lacks
-    one of them): serialised, or written into the private directory ``stage`` (its path is
-    returned) for ORT to read from a file, which keeps no copy of it. Written one weight at a
-    time, so the model's weights are never held twice."""
+def substituted(cached: onnx.ModelProto, model: onnx.ModelProto | None) -> bytes | None:
+    """The cached graph, serialised, with ``model``'s weights put in by name when given
+    (``None`` if ``model`` lacks one of them). From a :func:`skeleton`, the large weights go in
+    as references to the model file, so the graph stays small."""
     if model is not None:
         weights = weights_by_name(model)
         if any(t.name not in weights for t in cached.graph.initializer):
             return None
-        if stage is None:
-            for t in cached.graph.initializer:
-                t.CopyFrom(weights[t.name])
-    if stage is None:
-        return cached.SerializeToString()
-    tensors = [weights[t.name] if model is not None else t for t in cached.graph.initializer]
-    graph = _without(cached.graph, "initializer").SerializeToString()
-    tag = b"\x2a"  # GraphProto.initializer: field 5, length-delimited
-    sizes = [t.ByteSize() for t in tensors]
-    length = len(graph) + sum(len(tag) + len(_varint(n)) + n for n in sizes)
-    path = stage / "source.onnx"
-    with open(path, "wb") as f:
-        f.write(_without(cached, "graph").SerializeToString())
-        f.write(b"\x3a" + _varint(length) + graph)  # ModelProto.graph: field 7
-        for t, n in zip(tensors, sizes, strict=True):
-            f.write(tag + _varint(n) + t.SerializeToString())
-    return str(path)
+        for t in cached.graph.initializer:
+            t.CopyFrom(weights[t.name])
+    return cached.SerializeToString()
+
+
+# ---- reading a model without its weights ----------------------------------------------------
+#: Field numbers (protobuf wire format) of ModelProto.graph, GraphProto.initializer and
+#: TensorProto.raw_data: what :func:`skeleton` looks into.
+_GRAPH, _INITIALIZER, _RAW_DATA = 7, 5, 9
+_LENGTH_DELIMITED = 2
+_FILE_BYTES = shared_weights.MIN_EXTERNAL_BYTES
+
+
+def skeleton(model_file: Path) -> onnx.ModelProto:
+    """``model_file`` with every weight of at least ``shared_weights.MIN_EXTERNAL_BYTES``
+    stored in it (as ``raw_data``) made an external tensor in that very file, at its offset:
+    a small message from which ORT, told the file's directory, maps those weights. Reads the
+    rest of the file field by field and skips their bytes, so the model is never in memory
+    (``onnx.load`` holds it twice while it parses it). Raises ``ValueError`` for a file that
+    is not a well-formed ONNX model, ``OSError`` for one that cannot be read."""
+    model, graph, tensors = bytearray(), bytearray(), []
+    with open(model_file, "rb") as f:
+        for number, wire, header, start, end in _fields(f, os.fstat(f.fileno()).st_size):
+            if number != _GRAPH or wire != _LENGTH_DELIMITED:
+                model += _read(f, header, end)
+                continue
+            for field, kind, at, value, stop in _fields(f, end, start):
+                if field == _INITIALIZER and kind == _LENGTH_DELIMITED:
+                    tensors.append(_tensor(f, value, stop, model_file.name))
+                else:
+                    graph += _read(f, at, stop)
+    try:
+        out = onnx.ModelProto.FromString(bytes(model))
+        out.graph.MergeFromString(bytes(graph))
+    except DecodeError as exc:
+        raise ValueError(f"{model_file} is not an ONNX model: {exc}") from None
+    out.graph.initializer.extend(tensors)
+    return out
+
+
+def _tensor(f, start: int, end: int, location: str) -> onnx.TensorProto:
+    """The TensorProto in ``f[start:end]``, its large ``raw_data`` left in the file."""
+    rest, found = bytearray(), None
+    for number, wire, header, value, stop in _fields(f, end, start):
+        if number == _RAW_DATA and wire == _LENGTH_DELIMITED and found is not None:
+            raise ValueError("a tensor's raw_data appears twice")
+        if number == _RAW_DATA and wire == _LENGTH_DELIMITED and stop - value >= _FILE_BYTES:
+            found = (value, stop - value)
+        else:
+            rest += _read(f, header, stop)
+    try:
+        tensor = onnx.TensorProto.FromString(bytes(rest))
+    except DecodeError as exc:
+        raise ValueError(f"a weight is not a tensor: {exc}") from None
+    if found is not None:
+        tensor.ClearField("raw_data")
+        del tensor.external_data[:]
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        for key, text in (("location", location), ("offset", found[0]), ("length", found[1])):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, str(text)
+    return tensor
+
+
+def _fields(f, end: int, start: int = 0):
+    """Each field of the message in ``f[start:end]``: ``(number, wire type, where its tag
+    starts, where its value starts, where it ends)``. The caller may read or move ``f``; the
+    next field is read from where this one ends."""
+    position = start
+    while position < end:
+        f.seek(position)
+        tag = _read_varint(f)
+        number, wire = tag >> 3, tag & 7
+        if wire == 0:
+            _read_varint(f)
+            length = 0
+        elif wire == _LENGTH_DELIMITED:
+            length = _read_varint(f)
+        elif wire in (1, 5):
+            length = 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"wire type {wire} is not used by ONNX")
+        value = f.tell()
+        if number == 0 or value + length > end:
+            raise ValueError("a field runs past the end of its message")
+        yield number, wire, position, value, value + length
+        position = value + length
+
+
+def _read_varint(f) -> int:
+    result = shift = 0
+    while shift < 64:
+        byte = f.read(1)
+        if not byte:
+            raise ValueError("the file ends inside a field")
+        result |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return result
+        shift += 7
+    raise ValueError("a varint longer than 64 bits")
+
+
+def _read(f, start: int, end: int) -> bytes:
+    f.seek(start)
+    data = f.read(end - start)
+    if len(data) != end - start:
+        raise ValueError("the file ends inside a field")
+    return data
 
 
 def _without(message, skip: str):

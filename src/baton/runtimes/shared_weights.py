@@ -5,13 +5,18 @@ What ONNX Runtime (1.31, CPU) does with a model's weights, measured with
 ``bench/shared_weights.py`` and small experiments:
 
 - weights embedded in ``model.onnx`` are copied onto the heap of every process, whether or not
-  they are pre-packed;
+  they are pre-packed; creating the session peaks at twice them (ORT parses the whole file,
+  then copies each weight into its tensor), and from bytes as much again on top of those
+  bytes;
 - weights in an external data file are memory-mapped where they lie (shared) — unless a kernel
   pre-packs them: MatMul and Gemm/FusedGemm (measured; Conv, LSTM/GRU and attention kernels
   pre-pack too) re-lay a constant weight out for their inner loop and keep that copy on the
   heap (the mapping is dropped). Turning pre-packing off (``session.disable_prepacking``)
   keeps the mapping but made FP32 MatMul 2.6x slower at batch 4 and 1.7x at batch 32 (equal
   at batch 1), so it does not pay;
+- external data may also point into ``model.onnx`` itself, at any offset (not page-aligned):
+  ORT maps it all the same, which is how a first load reads a model's embedded weights
+  without copying them (:func:`baton.runtimes.onnx_graphs.skeleton`);
 - constants the optimiser makes (constant folding, transposed weights) are new heap tensors;
 - weights handed over as ``OrtValue`` (``add_external_initializers``, even over a read-only
   ``numpy.memmap``) are copied; so are in-memory files
@@ -22,7 +27,9 @@ What ONNX Runtime (1.31, CPU) does with a model's weights, measured with
   the pre-packed copies *in its data file*, and a session created from it maps them: no heap
   copy, same speed. ORT still reads the original weights at every load, and what it serves
   depends on them (zeroed originals gave zero answers), so they stay in the file: an entry
-  holds the weights twice on disk.
+  holds the weights twice on disk. Saving copies each weight it writes onto the heap, one or
+  two at a time, and the saving session holds its pre-packed copies on the heap until it is
+  let go (``session.disable_prepacking`` would spare those, but then none are saved either).
 
 So a shared entry is such a saved model, a directory ``<key>.packed/`` in the compile cache:
 
@@ -78,6 +85,7 @@ MAGIC = b"BATONSW1"
 MAC_BYTES = 32
 MIN_EXTERNAL_BYTES = 64 * 1024
 _HEADER = struct.Struct("<Q32s")  # data size, data SHA-256
+_FOLDER = "session.model_external_initializers_file_folder_path"
 
 Mac = Callable[[bytes], bytes]
 
@@ -218,9 +226,7 @@ def open_session(
         if st.st_size != size or (check_data and _sha256(fd) != digest):
             raise BadEntry("data file differs from the one the graph was sealed with")
         # ORT opens the data file relative to this folder, which names the checked directory
-        options.add_session_config_entry(
-            "session.model_external_initializers_file_folder_path", f"/proc/self/fd/{directory}"
-        )
+        options = _read_from(options, f"/proc/self/fd/{directory}")
         return ort.InferenceSession(payload[_HEADER.size :], options, providers=providers)
     finally:
         os.close(fd)
@@ -276,26 +282,33 @@ class PackedEntries:
             return None, bad
         finally:
             os.close(directory)
+        _release_heap()  # ORT reads each original weight into a buffer as it loads
         with contextlib.suppress(OSError):
             os.utime(path)  # recently used
         return session, False
 
     def compile(
         self,
-        source: str | bytes,
+        source: bytes | str,
         options: ort.SessionOptions,
         providers: list[str],
         key: str,
+        folder: str | None,
         keep: Callable[[Path], None] | None = None,
     ) -> ort.InferenceSession:
-        """A session for ``source`` (a path or a serialised model) with its large weights
-        mapped from a new entry under ``key``, kept for other processes; on the heap when no
-        entry can be made. ``keep`` is shown ORT's output directory first (its optimised
-        ``model.onnx`` and data file), for a structure entry."""
+        """A session for ``source`` (a serialised model whose external data files ORT finds in
+        ``folder``, or a model file's path) with its large weights mapped from a new entry
+        under ``key``, kept for other processes; on the heap when no entry can be made.
+        ``keep`` is shown ORT's output directory first (its optimised ``model.onnx`` and data
+        file), for a structure entry.
+
+        The session that optimises and writes the entry is let go (and its heap given back)
+        before the one that maps the entry is created, so the two never add up."""
         scratch = Path(tempfile.mkdtemp(prefix=".", suffix=".scratch", dir=self.directory))
         level = options.graph_optimization_level
         try:
             write_options(options, scratch)
+            _read_from(options, folder)
             session = ort.InferenceSession(source, options, providers=providers)
             if keep is not None:
                 keep(scratch)
@@ -306,7 +319,8 @@ class PackedEntries:
                 try:
                     with contextlib.suppress(OSError):  # else another load kept it first
                         os.rename(scratch, self.path(key))
-                    session = None  # its weights are on the heap (twice): let them go first
+                    session = None  # its pre-packed weights are on the heap: let them go first
+                    _release_heap()
                     session = open_session(directory, self._sign(key), unoptimised(options),
                                            providers, check_data=False)  # fmt: skip
                 finally:
@@ -316,10 +330,18 @@ class PackedEntries:
                 if session is None:
                     fresh = unoptimised(options)
                     fresh.graph_optimization_level = level
-                    session = ort.InferenceSession(source, fresh, providers=providers)
+                    session = ort.InferenceSession(source, _read_from(fresh, folder),
+                                                   providers=providers)  # fmt: skip
                 return session
-            _release_heap()
+            _release_heap()  # and what creating this one left
             self._stored()
             return session
         finally:
             shutil.rmtree(scratch, ignore_errors=True)  # gone once renamed
+
+
+def _read_from(options: ort.SessionOptions, folder: str | None) -> ort.SessionOptions:
+    """Make a session created from bytes with ``options`` find external data in ``folder``."""
+    if folder is not None:
+        options.add_session_config_entry(_FOLDER, folder)
+    return options

@@ -3,6 +3,8 @@ every process that loads the model holds them once — and never with the wrong 
 
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -10,9 +12,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx import external_data_helper
 
 from baton.dev.demo import affine_model, mlp_model, with_new_head
+from baton.errors import VersionFailed
 from baton.runtimes import compile_cache, shared_weights
+from baton.runtimes import onnx_graphs as graphs
 from baton.runtimes.compile_cache import CompileCache
 from baton.runtimes.onnx import OnnxRuntime
 from baton.settings import ModelSettings
@@ -242,3 +247,108 @@ def test_concurrent_first_loads(tmp_path):
     assert len(entries(tmp_path / "cache")) == 1
     assert not list((tmp_path / "cache").glob(".*"))  # no scratch left behind
     assert load(v1, tmp_path / "cache").compile_outcome == "hit"
+
+
+def test_weights_in_the_model_file_and_a_data_file_share_together(tmp_path):
+    model = mlp_model(width=WIDTH, layers=4)
+    for name in ("w0", "w2"):  # half the weights in weights.bin, half in model.onnx
+        external_data_helper.set_external_data(graphs.weights_by_name(model)[name], "weights.bin")
+    v1 = version(tmp_path / "m" / "1", model)
+    stored = onnx.load(str(v1 / "model.onnx"), load_external_data=False)
+    assert [t.name for t in stored.graph.initializer if len(t.raw_data) >= 2**16] == ["w1", "w3"]
+    expected = reference(v1)
+    runtime = load(v1, tmp_path / "cache")
+    assert runtime.compile_outcome == "miss"
+    np.testing.assert_allclose(answer(runtime), expected, rtol=1e-5, atol=1e-5)
+    (entry,) = entries(tmp_path / "cache")
+    assert mapped(tmp_path / "cache") == {str(entry.resolve() / shared_weights.DATA)}
+    assert load(v1, tmp_path / "cache").compile_outcome == "hit"
+
+
+@pytest.mark.parametrize("data_files", [False, True])
+def test_a_model_file_that_links_elsewhere_shares(tmp_path, data_files):
+    """ORT maps a skeleton's weights only from a file inside the folder it is given: a linked
+    model file is read where it really is (or, with data files beside the link, by ORT)."""
+    external = {"save_as_external_data": True, "location": "weights.bin", "size_threshold": 2**17}
+    store = version(tmp_path / "store", mlp_model(width=WIDTH, layers=4),
+                    **(external if data_files else {}))  # fmt: skip
+    v1 = tmp_path / "m" / "1"
+    v1.mkdir(parents=True)
+    (v1 / "model.onnx").symlink_to(store / "model.onnx")
+    if data_files:
+        (store / "weights.bin").rename(v1 / "weights.bin")
+    expected = reference(v1)
+    runtime = load(v1, tmp_path / "cache")
+    assert runtime.compile_outcome == "miss"
+    np.testing.assert_allclose(answer(runtime), expected, rtol=1e-5, atol=1e-5)
+    (entry,) = entries(tmp_path / "cache")
+    assert mapped(tmp_path / "cache") == {str(entry.resolve() / shared_weights.DATA)}
+    assert load(v1, tmp_path / "cache").compile_outcome == "hit"
+
+
+def test_a_file_that_is_not_a_model_fails_its_load(tmp_path):
+    v1 = tmp_path / "m" / "1"
+    v1.mkdir(parents=True)
+    (v1 / "model.onnx").write_bytes(b"\x0f" * 2**21)  # above the threshold: would share
+    runtime = OnnxRuntime(v1, ModelSettings(), CompileCache(tmp_path / "cache", key=KEY))
+    with pytest.raises(VersionFailed) as failed:
+        runtime.load()
+    assert failed.value.reason == "load_error"
+    assert not entries(tmp_path / "cache")
+
+
+PEAK = """
+import ctypes, gc, sys
+from pathlib import Path
+import onnxruntime as ort
+from baton.dev.demo import affine_model
+from baton.runtimes.compile_cache import CompileCache
+from baton.runtimes.onnx import OnnxRuntime
+from baton.settings import ModelSettings
+
+def status(field):
+    line = next(l for l in open("/proc/self/status") if l.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+ort.InferenceSession(affine_model(1.0).SerializeToString(), providers=["CPUExecutionProvider"])
+gc.collect()
+ctypes.CDLL("libc.so.6").malloc_trim(0)
+Path("/proc/self/clear_refs").write_text("5")  # the peak starts from here
+base = status("VmRSS")
+cache = CompileCache(Path(sys.argv[1]), key=bytes.fromhex(sys.argv[2]))
+runtime = OnnxRuntime(Path(sys.argv[3]), ModelSettings(), cache)
+runtime.load()
+print(runtime.compile_outcome, status("VmHWM") - base)
+"""
+
+
+def peak(cache_dir: Path, path: Path) -> tuple[str, int]:
+    """(outcome, peak resident set above a warm process with no model) of a load, alone in a
+    fresh process (one with the default sharing threshold of 16 MiB)."""
+    out = subprocess.run([sys.executable, "-c", PEAK, str(cache_dir), KEY.hex(), str(path)],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    outcome, extra = out.stdout.split()
+    return outcome, int(extra)
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs clear_refs")
+def test_a_first_load_holds_the_model_once_not_twice(tmp_path):
+    """Building a packed entry peaked at twice the model (onnx.load, and ORT parsing a file
+    that embeds its weights, both hold them twice); now ORT maps them from the file."""
+    v1 = version(tmp_path / "a" / "1", affine_model(1.0, padding_floats=8 * 2**20))  # 32 MiB
+    size = (v1 / "model.onnx").stat().st_size
+    outcome, extra = peak(tmp_path / "cache", v1)
+    assert outcome == "miss" and extra < 1.3 * size, extra / size
+    outcome, extra = peak(tmp_path / "cache", v1)
+    assert outcome == "hit" and extra < 0.3 * size, extra / size
+    # a weights-only update (a structure hit) of a model whose MatMul weights are pre-packed:
+    # their packed copies are on the heap until the entry is written, the originals mapped
+    base = mlp_model(width=1024, layers=8)  # 32 MiB
+    load(version(tmp_path / "m" / "1", base), tmp_path / "cache")
+    v2 = version(tmp_path / "m" / "2", with_new_head(base, 3))
+    outcome, extra = peak(tmp_path / "cache", v2)
+    assert outcome == "hit" and extra < 1.4 * size, extra / size
+    x = {"x": np.ones((2, 1024), np.float32)}
+    session = ort.InferenceSession(str(v2 / "model.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(load(v2, tmp_path / "cache").predict(x, None)["y"],
+                               session.run(None, x)[0], rtol=1e-5, atol=1e-5)  # fmt: skip
