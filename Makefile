@@ -7,7 +7,7 @@ DEMO   := demo-repository
 PORT   ?= 8000
 
 # `make run-fleet`: etcd, an S3 stand-in and three nodes on loopback (see README: Fleet).
-.PHONY: setup frameworks run run-fleet etcd test lint format proto bench-swap bench-memory bench-throughput bench-batching bench-profile bench-many-models bench-fleet clean
+.PHONY: setup frameworks run run-fleet etcd test lint format proto bench-swap bench-memory bench-throughput bench-batching bench-profile bench-many-models bench-fleet bench-workers bench-peers clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
