@@ -87,5 +87,12 @@ bench-many-models: $(BENCH)
 bench-fleet: $(BENCH) $(FLEETDEPS) etcd
 	$(BIN)/python bench/fleet.py
 
+bench-workers: $(BENCH)
+	$(BIN)/python bench/workers.py
+
+# MLServer, KServe, Ray Serve and TorchServe (Java) in venvs of their own: ~10 min to install
+bench-peers: $(BENCH)
+	$(BIN)/python bench/peers.py --rounds 2
+
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache src/*.egg-info
