@@ -110,7 +110,7 @@ async def test_a_copy_found_dear_on_the_loop_sends_the_window_back_to_the_thread
     main = threading.current_thread().name
     inline = [t == main for t in rt.threads]
     assert inline[:2] == [True, True] and inline[-2:] == [False, False]
-    assert 3 <= sum(inline) <= 4  # the moving average sends it back within a few copies
+    assert 2 <= sum(inline) <= 4  # the moving average sends it back within a few copies
     assert cand.window.shadow_thread_only
     runner.shutdown()
 
