@@ -1,6 +1,7 @@
 """Closed-loop load with a pre-encoded request, over HTTP (aiohttp) or gRPC (grpc.aio), kept as
 light as possible so the client spends little of the machine. Prints a JSON summary:
-requests, errors, seconds, latencies' p50/p99 in ms.
+requests, errors, seconds, latencies' p50/p99 in ms and, with ``--server-pid``, the server's CPU
+seconds (user + system, its child processes included) spent during the measured phase.
 
     python bench/throughput_client.py --target http://127.0.0.1:8000 --protocol http \\
         --model m --concurrency 16 --duration 10
@@ -83,15 +84,34 @@ async def run_grpc(args, deadline: float, latencies: list, errors: list) -> None
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` and its live descendants (0 without one)."""
+    if pid is None:
+        return 0.0
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in (root, *root.children(recursive=True)):
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 async def main(args) -> None:
     latencies: list[float] = []
     errors: list[float] = []
     warm_until = time.perf_counter() + args.warmup
     runner = run_http if args.protocol == "http" else run_grpc
     await runner(args, warm_until, [], [])
+    cpu_before = cpu_seconds(args.server_pid)
     start = time.perf_counter()
     await runner(args, start + args.duration, latencies, errors)
     elapsed = time.perf_counter() - start
+    server_cpu = cpu_seconds(args.server_pid) - cpu_before
     lat = np.asarray(latencies) * 1000
     print(
         json.dumps(
@@ -101,6 +121,7 @@ async def main(args) -> None:
                 "seconds": elapsed,
                 "p50": float(np.percentile(lat, 50)) if lat.size else None,
                 "p99": float(np.percentile(lat, 99)) if lat.size else None,
+                "server_cpu": server_cpu if args.server_pid is not None else None,
             }
         )
     )
@@ -116,4 +137,5 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=1)
     parser.add_argument("--binary", action="store_true", help="HTTP binary tensor extension")
+    parser.add_argument("--server-pid", type=int, help="report this process's CPU seconds")
     asyncio.run(main(parser.parse_args()))

@@ -9,6 +9,7 @@ chosen version's signature, takes a lease on that version's handle and runs it o
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -27,7 +28,7 @@ from baton.serving.shadow import ShadowRunner
 from baton.serving.split import WeylSequence, split_point
 from baton.types import datatype_of, is_digits
 
-__all__ = ["DataPlane", "InferRequest", "InferResponse", "OutputTensor"]
+__all__ = ["DataPlane", "InferRequest", "InferResponse", "OutputTensor", "inference_error"]
 
 log = logging.getLogger("baton.api")
 EXTENSIONS = ("binary_tensor_data", "model_repository")
@@ -70,7 +71,8 @@ class DataPlane:
         self._manager = manager
         self._metrics = metrics
         self.max_inflight = max_inflight  # 0 = no limit
-        self.inflight = 0
+        self.inflight = 0  # requests being answered, on any thread (see enter)
+        self._inflight_lock = threading.Lock()
         self.ready_checks: list = []  # more conditions for readiness (callables → bool)
         self.server_name = server_name
         self.session_parameter = session_parameter
@@ -151,15 +153,25 @@ class DataPlane:
 
         Beyond ``max_inflight`` requests at once, a request is refused at once
         (:class:`TooManyRequests`: 429 / ``RESOURCE_EXHAUSTED``)."""
-        if self.max_inflight and self.inflight >= self.max_inflight:
-            raise TooManyRequests(
-                f"the server has {self.inflight} requests in flight, its limit "
-                f"(--max-inflight {self.max_inflight}); retry shortly"
-            )
-        self.inflight += 1
+        self.enter()
         try:
             return await self._infer(model, version, request)
         finally:
+            self.leave()
+
+    def enter(self) -> None:
+        """Count one request in flight (any thread), or refuse it beyond ``max_inflight``
+        (:class:`TooManyRequests`); pair with exactly one :meth:`leave`."""
+        with self._inflight_lock:
+            if self.max_inflight and self.inflight >= self.max_inflight:
+                raise TooManyRequests(
+                    f"the server has {self.inflight} requests in flight, its limit "
+                    f"(--max-inflight {self.max_inflight}); retry shortly"
+                )
+            self.inflight += 1
+
+    def leave(self) -> None:
+        with self._inflight_lock:
             self.inflight -= 1
 
     def metric_model(self, model: str) -> str:
@@ -227,7 +239,7 @@ class DataPlane:
             failed.inc()
             if window is not None:
                 window.record_error()
-            raise _inference_error(exc, handle) from exc
+            raise inference_error(exc, handle) from exc
         finally:
             inflight.dec()
             handle.release()
@@ -245,7 +257,9 @@ class DataPlane:
         return None if value is None or isinstance(value, bool) else str(value)
 
 
-def _inference_error(exc: Exception, handle: VersionHandle) -> BatonError:
+def inference_error(exc: Exception, handle: VersionHandle) -> BatonError:
+    """The error to answer for ``exc``, raised by ``handle``'s runtime: bad input values are
+    :class:`InvalidRequest`; anything else is logged under a request id and answered 500."""
     if isinstance(exc, BatonError):
         return exc
     text = f"{type(exc).__name__}: {exc}"

@@ -8,16 +8,19 @@ exactly one request and gives it back when the answer is computed::
     with handle.lease():                         # no await between choosing and leasing
         outputs = await handle.predict(inputs, output_names)
 
-Leases are taken and returned on the event-loop thread, so the counter needs no lock. After the
-manager removes a version from the serving map it closes the handle and awaits
-:meth:`VersionHandle.drained` (:mod:`baton.control.drain`); only then (or after the drain
-timeout, which is reported) is the runtime unloaded. A closed handle refuses
-new leases with :class:`HandleClosed`, which the data plane answers by routing again.
+Leases may be taken and returned on any thread (the gRPC server answers on its own threads); a
+lock guards the count. After the manager removes a version from the serving map it closes the
+handle and awaits :meth:`VersionHandle.drained` on the event loop
+(:mod:`baton.control.drain`); only then (or after the drain timeout, which is reported) is the
+runtime unloaded. A closed handle refuses new leases with :class:`HandleClosed`, which the data
+plane answers by routing again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
@@ -43,6 +46,8 @@ class VersionHandle:
         "_closed",
         "_executor",
         "_idle",
+        "_idle_loop",
+        "_lock",
         "batcher",
         "digest",
         "inflight",
@@ -83,20 +88,26 @@ class VersionHandle:
         self._executor = executor
         self.batcher = batcher
         self.window: VersionWindow | None = None  # live stats while a rollout involves it
-        self._idle: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None  # set (on its loop) when the last lease returns
+        self._idle_loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()  # inflight, served, _closed and _idle change under it
         self._closed = False
 
     def acquire(self) -> None:
-        """Count one request in flight; pair with exactly one :meth:`release`."""
-        if self._closed:
-            raise HandleClosed(f"{self.model} version {self.version} is unloaded")
-        self.inflight += 1
+        """Count one request in flight; pair with exactly one :meth:`release` (any thread)."""
+        with self._lock:
+            if self._closed:
+                raise HandleClosed(f"{self.model} version {self.version} is unloaded")
+            self.inflight += 1
 
     def release(self) -> None:
-        self.inflight -= 1
-        self.served += 1
-        if self.inflight == 0 and self._idle is not None:
-            self._idle.set()
+        with self._lock:
+            self.inflight -= 1
+            self.served += 1
+            idle = self._idle if self.inflight == 0 else None
+        if idle is not None:  # a drain waits on its loop, maybe not this thread's
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                self._idle_loop.call_soon_threadsafe(idle.set)
 
     @contextmanager
     def lease(self) -> Iterator[VersionHandle]:
@@ -119,9 +130,11 @@ class VersionHandle:
 
     async def drained(self, timeout: float) -> bool:
         """Wait until no request is in flight; ``False`` if ``timeout`` seconds passed first."""
-        if self.inflight == 0:
-            return True
-        self._idle = asyncio.Event()
+        with self._lock:
+            if self.inflight == 0:
+                return True
+            self._idle_loop = asyncio.get_running_loop()
+            self._idle = asyncio.Event()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
             return True
@@ -130,7 +143,8 @@ class VersionHandle:
 
     def close(self) -> None:
         """Refuse new leases from now on (leases already taken run to completion)."""
-        self._closed = True
+        with self._lock:
+            self._closed = True
 
     def __repr__(self) -> str:
         return f"<VersionHandle {self.model}:{self.version} inflight={self.inflight}>"

@@ -1,4 +1,5 @@
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -68,3 +69,31 @@ async def test_closed_handle_refuses_new_leases_but_not_running_ones():
             h.acquire()
     assert h.inflight == 0
     assert await h.drained(timeout=0.01) is True
+
+
+async def test_leases_from_many_threads_add_up_and_a_drain_waits_for_them():
+    h = make()
+    started, go = threading.Barrier(9), threading.Event()
+
+    def worker() -> None:
+        for _ in range(2000):
+            with h.lease():
+                pass
+        with h.lease():  # one held until the drain has begun
+            started.wait(10)
+            go.wait(10)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    await asyncio.to_thread(started.wait, 10)
+    assert h.inflight == 8
+    h.close()
+    drained = asyncio.create_task(h.drained(timeout=5.0))
+    await asyncio.sleep(0.05)
+    assert not drained.done()  # still waiting for the threads' leases
+    go.set()
+    assert await drained is True
+    for t in threads:
+        t.join(10)
+    assert h.inflight == 0 and h.served == 8 * 2001

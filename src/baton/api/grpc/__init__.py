@@ -1,5 +1,5 @@
 """Open Inference Protocol over gRPC (``inference.GRPCInferenceService``)."""
 
-from baton.api.grpc.service import InferenceServicer, start_grpc_server
+from baton.api.grpc.service import GrpcServer, InferenceServicer, start_grpc_server
 
-__all__ = ["InferenceServicer", "start_grpc_server"]
+__all__ = ["GrpcServer", "InferenceServicer", "start_grpc_server"]

@@ -1,14 +1,22 @@
-"""The gRPC servicer: each RPC translates to the shared DataPlane / Repository and back.
+"""The gRPC service: each RPC translates to the shared DataPlane / Repository and back.
 
-Served by ``grpc.aio`` on the same event loop as HTTP, so a swap behaves identically on both
-protocols (the same serving map, handles and drain). Errors become gRPC status codes taken
-from the error class (:mod:`baton.errors`); unexpected failures are ``INTERNAL``.
+Served by a synchronous ``grpc.server``: each call runs on a worker thread of the server's
+pool (:mod:`baton.api.grpc.pool`; grpc.aio cost more CPU per call, see BENCHMARKS.md). A plain
+``ModelInfer`` is parsed, routed, leased, predicted and encoded on that thread
+(:mod:`baton.api.grpc.threaded`); every other call runs on the event loop, as the HTTP API's
+handlers do. Both protocols share the serving map, the handles and their drain, so a swap
+behaves identically on both. Errors become gRPC status codes taken from the error class
+(:mod:`baton.errors`); unexpected failures are ``INTERNAL``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
 import logging
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Callable, Sequence
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -16,18 +24,35 @@ from google.protobuf.message import DecodeError
 from baton.api.context import ApiContext
 from baton.api.grpc import inference_pb2 as pb
 from baton.api.grpc.codec import decode_request, encode_response
+from baton.api.grpc.pool import CallPool
+from baton.api.grpc.threaded import ThreadedInfer, wait_on_loop
 from baton.api.internal import internal_error
 from baton.errors import BatonError
 
-__all__ = ["InferenceServicer", "start_grpc_server"]
+__all__ = ["GrpcServer", "InferenceServicer", "start_grpc_server"]
 
 log = logging.getLogger("baton.grpc")
 SERVICE = "inference.GRPCInferenceService"
+#: gRPC worker threads running at once, besides those waiting for a batch, a load or a slow
+#: model (see :mod:`baton.api.grpc.pool`; one per core measured best, 2x cores close), and the
+#: most threads in all.
+GRPC_THREADS = max(2, os.cpu_count() or 2)
+GRPC_THREAD_LIMIT = 256
 
 
 class InferenceServicer:
-    def __init__(self, ctx: ApiContext) -> None:
+    """The RPCs. ``ModelInfer`` runs on the calling worker thread; the others are coroutines,
+    run on the event loop."""
+
+    def __init__(self, ctx: ApiContext, infer: ThreadedInfer) -> None:
         self._ctx = ctx
+        self._infer = infer
+
+    def ModelInfer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        result = self._infer.infer(
+            request.model_name, request.model_version or None, decode_request(request)
+        )
+        return encode_response(result)
 
     async def ServerLive(self, request: pb.ServerLiveRequest) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=self._ctx.dataplane.live())
@@ -53,12 +78,6 @@ class InferenceServicer:
             inputs=[tensor(**t) for t in meta["inputs"]],
             outputs=[tensor(**t) for t in meta["outputs"]],
         )
-
-    async def ModelInfer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        result = await self._ctx.dataplane.infer(
-            request.model_name, request.model_version or None, decode_request(request)
-        )
-        return encode_response(result)
 
     async def RepositoryIndex(
         self, request: pb.RepositoryIndexRequest
@@ -98,31 +117,58 @@ _RPCS: dict[str, tuple[type, type]] = {
 
 
 def _with_status(
-    ctx: ApiContext, method: Callable[[object], Awaitable[object]], message: type
-) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[object]]:
-    """Adapt ``method(request)`` to gRPC: parse the raw bytes as ``message`` (bytes that are
-    not one are ``INVALID_ARGUMENT``, not grpc's own ``UNKNOWN``) and turn errors into status
-    codes."""
+    ctx: ApiContext,
+    pool: CallPool,
+    loop: asyncio.AbstractEventLoop,
+    method: Callable[[object], object],
+    message: type,
+) -> Callable[[bytes, grpc.ServicerContext], object]:
+    """Adapt ``method(request)`` (a coroutine function runs on ``loop``) to a gRPC handler on
+    a thread of ``pool``: parse the raw bytes as ``message`` (bytes that are not one are
+    ``INVALID_ARGUMENT``, not grpc's own ``UNKNOWN``) and turn errors into status codes."""
+    on_loop = inspect.iscoroutinefunction(method)
 
-    async def handler(raw: bytes, context: grpc.aio.ServicerContext) -> object:
+    def reject(model: str, status: int) -> None:  # on the loop: it reads the model records
+        ctx.metrics.rejected.labels(ctx.dataplane.metric_model(model), str(status)).inc()
+
+    def handler(raw: bytes, context: grpc.ServicerContext) -> object:
         try:
             request = message.FromString(raw)
         except DecodeError:
-            await context.abort(
+            context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {message.__name__}"
             )
         try:
-            return await method(request)
+            if on_loop:
+                return wait_on_loop(loop, method(request), pool.blocking)
+            return method(request)
         except BatonError as exc:
             model = getattr(request, "model_name", "") or getattr(request, "name", "")
-            label = ctx.dataplane.metric_model(model)
-            ctx.metrics.rejected.labels(label, str(exc.http_status)).inc()
-            await context.abort(grpc.StatusCode[exc.grpc_code], str(exc))
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                loop.call_soon_threadsafe(reject, model, exc.http_status)
+            code, details = grpc.StatusCode[exc.grpc_code], str(exc)
         except Exception:
-            detail = internal_error(log, f"unexpected error in {method.__name__}")
-            await context.abort(grpc.StatusCode.INTERNAL, detail)
+            code = grpc.StatusCode.INTERNAL
+            details = internal_error(log, f"unexpected error in {method.__name__}")
+        context.abort(code, details)
 
     return handler
+
+
+class GrpcServer:
+    """A started gRPC server and its worker threads."""
+
+    def __init__(self, server: grpc.Server, pool: CallPool) -> None:
+        self._server = server
+        self._pool = pool
+
+    async def stop(self, grace: float | None) -> None:
+        """Stop taking calls; those in flight get ``grace`` seconds to finish (``None``: none)
+        before they are cancelled. Returns once every call has ended."""
+        stopped = self._server.stop(grace)
+        await asyncio.to_thread(stopped.wait)
+        # a cancelled call's thread may still be predicting (or waiting for the loop)
+        await asyncio.to_thread(self._pool.shutdown, True)
 
 
 async def start_grpc_server(
@@ -130,38 +176,45 @@ async def start_grpc_server(
     host: str,
     port: int,
     *,
-    interceptors: list[grpc.aio.ServerInterceptor] | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] | None = None,
     credentials: grpc.ServerCredentials | None = None,
     reuse_port: bool = False,
-) -> grpc.aio.Server:
-    """Start serving on ``host:port`` (on the running loop), over TLS with ``credentials``;
-    returns the server to stop later. With ``reuse_port`` (``SO_REUSEPORT``) the worker
-    processes of one node serve the same port."""
-    limit = ctx.settings.max_request_bytes
-    server = grpc.aio.server(
+) -> GrpcServer:
+    """Start serving on ``host:port`` for the running loop's data plane, over TLS with
+    ``credentials``; returns the server to stop later. With ``reuse_port`` (``SO_REUSEPORT``)
+    the worker processes of one node serve one port; without it, a port another process
+    listens on cannot be bound (grpc's own default would share it)."""
+    loop = asyncio.get_running_loop()
+    settings = ctx.settings
+    threads = settings.infer_threads or os.cpu_count() or 2  # as the HTTP path's pool
+    pool = CallPool(GRPC_THREADS, GRPC_THREAD_LIMIT)
+    infer = ThreadedInfer(ctx.dataplane, ctx.manager, ctx.metrics, loop, threads, pool.blocking)
+    server = grpc.server(
+        pool,
         interceptors=interceptors or (),
         options=[
-            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_receive_message_length", settings.max_request_bytes),
             ("grpc.max_send_message_length", -1),
             ("grpc.so_reuseport", int(reuse_port)),
         ],
+        maximum_concurrent_rpcs=settings.max_inflight or None,
     )
-    servicer = InferenceServicer(ctx)
+    servicer = InferenceServicer(ctx, infer)
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            _with_status(ctx, getattr(servicer, name), request),
+            _with_status(ctx, pool, loop, getattr(servicer, name), request),
             response_serializer=response.SerializeToString,
         )
         for name, (request, response) in _RPCS.items()
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     address = f"{host}:{port}"
-    bound = (
+    bound = (  # grpc raises RuntimeError for an address it cannot bind
         server.add_secure_port(address, credentials)
         if credentials is not None
         else server.add_insecure_port(address)
     )
     if bound == 0:
         raise OSError(f"cannot bind gRPC to {address}")
-    await server.start()
-    return server
+    server.start()
+    return GrpcServer(server, pool)
