@@ -11,8 +11,8 @@ ONNX model with onnxruntime (one intra-op thread), each with one worker / replic
 
 Every server is started first and runs for the whole run. Then:
 
-1. Throughput: the closed loop of bench/throughput_client.py (via bench/peers/load_client.py,
-   which also reads the server's CPU seconds over its whole process tree) at each concurrency,
+1. Throughput: the closed loop of bench/throughput_client.py (which also reads the server's CPU
+   seconds over its whole process tree) at each concurrency,
    over HTTP (v2 JSON) for every server and over v2 gRPC where the server has it. The cells take
    turns across servers (and rounds), so that what else this shared machine does meanwhile
    falls on all of them alike; the tables show the median over rounds.
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
-import importlib.util
 import json
 import os
 import queue
@@ -64,18 +63,13 @@ from bench.common import (
     start_mlserver,
     table,
 )
+from bench.throughput_client import V2_METHOD, cpu_since, tree_cpu
 
 MODEL = "m"
 WIDTH = 16
 BENCH = ROOT / "bench"
 ADAPTERS = BENCH / "peers"
-V2_GRPC = "/inference.GRPCInferenceService/ModelInfer"
 TS_OIP_GRPC = "/org.pytorch.serve.grpc.openinference.GRPCInferenceService/ModelInfer"
-
-_spec = importlib.util.spec_from_file_location("peers_load_client", ADAPTERS / "load_client.py")
-load_client = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(load_client)
-tree_cpu = load_client.tree_cpu  # CPU seconds of each process in a server's tree
 
 PINS: dict[str, list[str]] = {
     "mlserver": MLSERVER_PINS,
@@ -185,7 +179,7 @@ class Served:
     update: Callable[[int], None]  # the server's own way to move to a new version; blocks
     stop: Callable[[], object]
     grpc: str | None = None  # host:port of a v2 gRPC service, if it has one
-    grpc_method: str = V2_GRPC
+    grpc_method: str = V2_METHOD
     grpc_typed: bool = False  # fp32_contents instead of raw_input_contents
     prepare: Callable[[range], object] | None = None  # builds update artifacts ahead of time
 
@@ -474,7 +468,7 @@ STARTERS: dict[str, Callable[[Path, argparse.Namespace], Served]] = {
 def throughput(served: Served, protocol: str, concurrency: int, duration: float) -> dict:
     target = served.url if protocol == "http" else served.grpc
     command = [
-        sys.executable, str(ADAPTERS / "load_client.py"), "--target", target,
+        sys.executable, str(BENCH / "throughput_client.py"), "--target", target,
         "--protocol", protocol, "--server-pid", str(served.pid), "--model", MODEL,
         "--width", str(WIDTH), "--concurrency", str(concurrency), "--duration", str(duration),
     ]  # fmt: skip
@@ -487,7 +481,7 @@ def throughput(served: Served, protocol: str, concurrency: int, duration: float)
         raise RuntimeError(f"load client failed: {one_line(done.stderr)}")
     result = json.loads(done.stdout)
     result["rps"] = result["requests"] / result["seconds"]
-    result["cpu_us"] = result["server_cpu_s"] / max(result["requests"], 1) * 1e6
+    result["cpu_us"] = result["server_cpu"] / max(result["requests"], 1) * 1e6
     return result
 
 
@@ -642,9 +636,7 @@ def idle_cpu(servers: list[Served], seconds: float = 5) -> dict[str, float]:
     time.sleep(seconds)
     idle = {}
     for sv in servers:
-        after = tree_cpu(sv.pid)
-        used = sum(t - before[sv.name].get(key, 0.0) for key, t in after.items())
-        idle[sv.name] = 100 * used / seconds
+        idle[sv.name] = 100 * cpu_since(sv.pid, before[sv.name]) / seconds
     return idle
 
 

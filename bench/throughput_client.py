@@ -1,7 +1,10 @@
 """Closed-loop load with a pre-encoded request, over HTTP (aiohttp) or gRPC (grpc.aio), kept as
 light as possible so the client spends little of the machine. Prints a JSON summary:
 requests, errors, seconds, latencies' p50/p99 in ms and, with ``--server-pid``, the server's CPU
-seconds (user + system, its child processes included) spent during the measured phase.
+seconds (user + system, over its whole process tree: worker processes, Ray's actors,
+TorchServe's Java frontend and Python workers) spent during the measured phase.
+``--grpc-method`` and ``--grpc-typed`` reach v2 gRPC services that live under another name or do
+not read ``raw_input_contents`` (TorchServe's Open Inference Protocol service).
 
     python bench/throughput_client.py --target http://127.0.0.1:8000 --protocol http \\
         --model m --concurrency 16 --duration 10
@@ -36,13 +39,21 @@ def http_request(width: int, binary: bool) -> tuple[bytes, dict[str, str]]:
     }
 
 
-def grpc_body(model: str, width: int) -> bytes:
+V2_METHOD = "/inference.GRPCInferenceService/ModelInfer"
+
+
+def grpc_body(model: str, width: int, typed: bool = False) -> bytes:
+    """A v2 ModelInferRequest: the tensor as ``raw_input_contents``, or ``typed`` as
+    ``contents.fp32_contents``."""
     from tritonclient.grpc import service_pb2
 
     x = np.linspace(-1, 1, width, dtype=np.float32)
     request = service_pb2.ModelInferRequest(model_name=model)
-    request.inputs.add(name="x", datatype="FP32", shape=[1, width])
-    request.raw_input_contents.append(x.tobytes())
+    tensor = request.inputs.add(name="x", datatype="FP32", shape=[1, width])
+    if typed:
+        tensor.contents.fp32_contents.extend(x.tolist())
+    else:
+        request.raw_input_contents.append(x.tobytes())
     return request.SerializeToString()
 
 
@@ -68,9 +79,9 @@ async def run_http(args, deadline: float, latencies: list, errors: list) -> None
 async def run_grpc(args, deadline: float, latencies: list, errors: list) -> None:
     import grpc
 
-    body = grpc_body(args.model, args.width)
+    body = grpc_body(args.model, args.width, args.grpc_typed)
     async with grpc.aio.insecure_channel(args.target) as channel:
-        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        call = channel.unary_unary(args.grpc_method)
 
         async def worker() -> None:
             while time.perf_counter() < deadline:
@@ -84,21 +95,26 @@ async def run_grpc(args, deadline: float, latencies: list, errors: list) -> None
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of process ``pid`` and its live descendants (0 without one)."""
-    if pid is None:
-        return 0.0
+def tree_cpu(pid: int) -> dict[tuple[int, float], float]:
+    """CPU seconds (user + system) of each live process in ``pid``'s tree, by (pid, start
+    time): processes that start or end between two readings are counted from when they run."""
     import psutil
 
     root = psutil.Process(pid)
-    total = 0.0
+    seconds = {}
     for process in (root, *root.children(recursive=True)):
         try:
-            times = process.cpu_times()
-        except psutil.NoSuchProcess:
+            with process.oneshot():
+                times = process.cpu_times()
+                seconds[(process.pid, process.create_time())] = times.user + times.system
+        except psutil.Error:
             continue
-        total += times.user + times.system
-    return total
+    return seconds
+
+
+def cpu_since(pid: int, before: dict[tuple[int, float], float]) -> float:
+    """CPU seconds ``pid``'s tree spent since ``before = tree_cpu(pid)``."""
+    return sum(s - before.get(key, 0.0) for key, s in tree_cpu(pid).items())
 
 
 async def main(args) -> None:
@@ -107,11 +123,11 @@ async def main(args) -> None:
     warm_until = time.perf_counter() + args.warmup
     runner = run_http if args.protocol == "http" else run_grpc
     await runner(args, warm_until, [], [])
-    cpu_before = cpu_seconds(args.server_pid)
+    cpu_before = tree_cpu(args.server_pid) if args.server_pid is not None else {}
     start = time.perf_counter()
     await runner(args, start + args.duration, latencies, errors)
     elapsed = time.perf_counter() - start
-    server_cpu = cpu_seconds(args.server_pid) - cpu_before
+    server_cpu = cpu_since(args.server_pid, cpu_before) if args.server_pid is not None else None
     lat = np.asarray(latencies) * 1000
     print(
         json.dumps(
@@ -121,7 +137,7 @@ async def main(args) -> None:
                 "seconds": elapsed,
                 "p50": float(np.percentile(lat, 50)) if lat.size else None,
                 "p99": float(np.percentile(lat, 99)) if lat.size else None,
-                "server_cpu": server_cpu if args.server_pid is not None else None,
+                "server_cpu": server_cpu,
             }
         )
     )
@@ -137,5 +153,7 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=1)
     parser.add_argument("--binary", action="store_true", help="HTTP binary tensor extension")
-    parser.add_argument("--server-pid", type=int, help="report this process's CPU seconds")
+    parser.add_argument("--server-pid", type=int, help="report this process tree's CPU seconds")
+    parser.add_argument("--grpc-method", default=V2_METHOD)
+    parser.add_argument("--grpc-typed", action="store_true", help="fp32_contents, not raw bytes")
     asyncio.run(main(parser.parse_args()))

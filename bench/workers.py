@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,7 @@ from bench.common import (
     table,
     wait_ready,
 )
+from bench.throughput_client import cpu_since, tree_cpu
 
 MODEL = "m"
 WIDTH = 16
@@ -58,15 +60,10 @@ def tree(pid: int) -> list[psutil.Process]:
     return [root, *root.children(recursive=True)]
 
 
-def cpu_seconds(processes: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in processes:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
+def children_cpu() -> float:
+    """CPU seconds of this process's children that have exited and been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def memory(pid: int) -> tuple[float, float]:
@@ -124,17 +121,14 @@ def _throughput_row(args, workdir: Path, server: ServerProcess, n: int) -> list[
     command = [sys.executable, str(Path(__file__).parent / "loadgen.py"), "--url",
                f"{server.url}/v2/models/{MODEL}", "--duration", str(args.duration),
                "--concurrency", str(per), "--width", str(WIDTH)]  # fmt: skip
-    servers = tree(server.process.pid)
-    server_cpu = cpu_seconds(servers)
-    gens = [subprocess.Popen([*command, "--out", str(out)]) for out in outs]
-    gen_processes = [psutil.Process(g.pid) for g in gens]
+    server_before, gen_before = tree_cpu(server.process.pid), children_cpu()
     started = time.monotonic()
-    gen_cpu = 0.0
-    while any(g.poll() is None for g in gens):
-        gen_cpu = max(gen_cpu, cpu_seconds(gen_processes))
-        time.sleep(0.2)
+    gens = [subprocess.Popen([*command, "--out", str(out)]) for out in outs]
+    for gen in gens:
+        gen.wait()
     wall = time.monotonic() - started
-    server_cpu = cpu_seconds(servers) - server_cpu
+    gen_cpu = children_cpu() - gen_before  # the server is still running: not counted here
+    server_cpu = cpu_since(server.process.pid, server_before)
     rows = np.concatenate([np.load(out) for out in outs])
     ok = rows[:, 2] == 1
     lat = rows[ok, 1] * 1000
@@ -206,24 +200,31 @@ class Sampler:
             time.sleep(0.05)
 
 
+def measure_swap(label: str, pid: int, url: str, width: int, update) -> list[object]:
+    """Node PSS while serving version 1, its peak while ``update()`` brings version 2 to
+    traffic and version 1 drains, and after; with the seconds from update to traffic."""
+    wait_version(url, 1, width=width)
+    time.sleep(2)
+    steady = memory(pid)[0]
+    with Sampler(pid) as sampler:
+        started = time.monotonic()
+        update()
+        wait_version(url, 2, width=width)
+        to_traffic = time.monotonic() - started
+        time.sleep(3)  # the old version drains and unloads
+    after = memory(pid)[0]
+    return [label, steady, sampler.peak, sampler.peak - steady, after, to_traffic]
+
+
 def baton_swap(workdir: Path, n: int, old: bytes, new: bytes, width: int) -> list[object]:
     repo = workdir / f"swap-baton-{n}"
     write_bytes_version(repo, 1, old)
     server = start_baton(repo, workdir, n, f"swap-{n}")
     try:
-        wait_version(server.url, 1, width=width)
-        time.sleep(2)
-        steady = memory(server.process.pid)[0]
-        with Sampler(server.process.pid) as sampler:
-            started = time.monotonic()
-            write_bytes_version(repo, 2, new)
-            wait_version(server.url, 2, width=width)
-            to_traffic = time.monotonic() - started
-            time.sleep(3)  # the old version drains and unloads
-        after = memory(server.process.pid)[0]
+        return measure_swap(f"Baton, {n} workers", server.process.pid, server.url, width,
+                            lambda: write_bytes_version(repo, 2, new))  # fmt: skip
     finally:
         server.stop()
-    return [f"Baton, {n} workers", steady, sampler.peak, sampler.peak - steady, after, to_traffic]
 
 
 def start_mlserver_workers(root: Path, workdir: Path, workers: int) -> Process:
@@ -245,22 +246,16 @@ def mlserver_swap(workdir: Path, n: int, old: bytes, new: bytes, width: int) -> 
     root = workdir / f"swap-mlserver-{n}"
     mlserver_model_dir(root, MODEL, 1, old)
     proc = start_mlserver_workers(root, workdir, n)
+
+    def update() -> None:  # MLServer's documented way: new model settings, a repository load
+        mlserver_model_dir(root, MODEL, 2, new)
+        httpx.post(f"{proc.url}/v2/repository/models/{MODEL}/load", timeout=600)
+
     try:
-        wait_version(proc.url, 1, width=width)
-        time.sleep(2)
-        steady = memory(proc.process.pid)[0]
-        with Sampler(proc.process.pid) as sampler:
-            started = time.monotonic()
-            mlserver_model_dir(root, MODEL, 2, new)
-            httpx.post(f"{proc.url}/v2/repository/models/{MODEL}/load", timeout=600)
-            wait_version(proc.url, 2, width=width)
-            to_traffic = time.monotonic() - started
-            time.sleep(3)
-        after = memory(proc.process.pid)[0]
+        return measure_swap(f"MLServer, {n} parallel workers", proc.process.pid, proc.url,
+                            width, update)  # fmt: skip
     finally:
         proc.stop()
-    return [f"MLServer, {n} parallel workers", steady, sampler.peak, sampler.peak - steady, after,
-            to_traffic]  # fmt: skip
 
 
 def swap_table(args, workdir: Path) -> list[list[object]]:

@@ -30,9 +30,7 @@ keys); a model's ``model.yaml`` can only raise it.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from baton.artifacts.delta import rebuild
@@ -49,7 +47,7 @@ from baton.artifacts.manifest import (
 from baton.artifacts.signing import TrustStore
 from baton.errors import VersionFailed
 from baton.settings import ModelSettings
-from baton.types import is_digits
+from baton.tempdirs import owned_temp_dir, remove_stale
 
 __all__ = [
     "SNAPSHOT_PREFIX",
@@ -140,7 +138,7 @@ def verified_copy(directory: Path, declared: dict[str, FileEntry]) -> Path:
     ``VersionFailed`` (and leaves nothing behind) when a file is missing, extra or altered."""
     _check_listing(directory, declared)
     _check_sizes(directory, declared)
-    snapshot = Path(tempfile.mkdtemp(prefix=f"{SNAPSHOT_PREFIX}{os.getpid()}-"))
+    snapshot = owned_temp_dir(SNAPSHOT_PREFIX)
     try:
         for name, entry in declared.items():
             copied = copy_hashed(directory / name, snapshot / name)
@@ -158,23 +156,7 @@ def verified_copy(directory: Path, declared: dict[str, FileEntry]) -> Path:
 def remove_stale_snapshots(directory: Path | None = None) -> int:
     """Remove verified copies left by processes that no longer run (after a ``kill -9``);
     returns how many. Copies of a running process are left alone."""
-    removed = 0
-    for path in Path(directory or tempfile.gettempdir()).glob(f"{SNAPSHOT_PREFIX}*"):
-        pid = path.name[len(SNAPSHOT_PREFIX) :].split("-", 1)[0]
-        if is_digits(pid) and int(pid) != os.getpid() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-            removed += 1
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return remove_stale(SNAPSHOT_PREFIX, directory)
 
 
 def check_files(directory: Path, declared: dict[str, FileEntry]) -> None:

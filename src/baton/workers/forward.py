@@ -42,9 +42,12 @@ class SupervisorProxy:
         self.limit = limit
 
     async def __call__(self, scope, receive, send) -> None:
-        body = await self._body(receive)
-        if body is None:
+        try:
+            body = await self._body(receive)
+        except _TooLarge:
             return await _answer(send, 413, f"request body exceeds the {self.limit}-byte limit")
+        if body is None:
+            return  # the client went away before it had sent its request
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP_BY_HOP]
         query = scope.get("query_string", b"")
         url = scope["path"] + ("?" + query.decode("latin-1") if query else "")
@@ -66,18 +69,23 @@ class SupervisorProxy:
             await response.aclose()
 
     async def _body(self, receive) -> bytes | None:
+        """The whole request body; ``None`` if the client disconnected first."""
         chunks, size = [], 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return b""
+                return None
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                return None
+                raise _TooLarge
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+class _TooLarge(Exception):
+    pass
 
 
 async def _answer(send, status: int, message: str) -> None:

@@ -44,10 +44,6 @@ class Generation:
     states: Mapping[str, Mapping[int, tuple[str, str | None]]] = field(default_factory=dict)
     index: tuple[tuple[str, str, str, str], ...] = ()
 
-    def tokens(self) -> set[int]:
-        """Every loaded copy this generation routes to."""
-        return {t for r in self.routes for t in r.versions.values()}
-
 
 def generation_of(
     number: int,

@@ -31,7 +31,6 @@ import logging
 import multiprocessing
 import os
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from baton.observe.events import EventBus
 from baton.serving.handle import VersionHandle
 from baton.serving.serving_map import ServingMap
 from baton.settings import ModelSettings, ServerSettings
+from baton.tempdirs import owned_temp_dir, remove_stale
 from baton.workers.channel import Channel, WorkerError, WorkerGone
 from baton.workers.entry import run_worker
 from baton.workers.generation import Generation, generation_of
@@ -66,24 +66,6 @@ MEMBER_WAIT = 120.0  # seconds a load waits for at least one running worker
 
 
 PREFIX = "baton-workers-"  # + the supervisor's pid: its socket and the files it keeps
-
-
-def _remove_stale_directories() -> None:
-    """Remove what supervisors that died (kill -9) left in the temporary directory."""
-    for path in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
-        pid = path.name[len(PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def usable_cores() -> int:
@@ -109,8 +91,8 @@ class WorkerPool:
             raise ValueError("a worker pool has at least two workers")
         self.count = count
         self.settings = settings
-        _remove_stale_directories()
-        self.directory = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
+        remove_stale(PREFIX)  # what supervisors killed with -9 left
+        self.directory = owned_temp_dir(PREFIX)
         self.socket_path = str(self.directory / "supervisor.sock")
         self.manager: Manager | None = None  # set by the server once the manager exists
         self.index_rows: Callable[[], tuple] = tuple  # the repository index, for workers
@@ -277,9 +259,6 @@ class WorkerPool:
                 for link in self._snapshot():
                     link.channel.submit("ready", ready=ready)
 
-    def pids(self) -> list[int]:
-        return [m.process.pid for m in self._snapshot() if m.process.pid is not None]
-
     # ---- workers coming and going -------------------------------------------------------
     def _keep(self, index: int) -> None:
         backoff = 0.5
@@ -363,6 +342,8 @@ class WorkerPool:
         """A worker's gRPC service asks for a repository load or unload."""
         if op != "repository" or self._loop is None or self.on_repository is None:
             raise WorkerError(f"unknown call {op!r}")
+        if args.get("action") not in ("load", "unload"):
+            raise WorkerError(f"unknown repository action {args.get('action')!r}")
         coroutine = self.on_repository(args["action"], args["name"])
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)  # type: ignore[arg-type]
 

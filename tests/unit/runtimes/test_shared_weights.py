@@ -249,6 +249,16 @@ def test_concurrent_first_loads(tmp_path):
     assert load(v1, tmp_path / "cache").compile_outcome == "hit"
 
 
+def assert_first_load_shares(version_dir, cache, expected) -> None:
+    """The first load builds the one packed entry and maps its data; the next one hits it."""
+    runtime = load(version_dir, cache)
+    assert runtime.compile_outcome == "miss"
+    np.testing.assert_allclose(answer(runtime), expected, rtol=1e-5, atol=1e-5)
+    (entry,) = entries(cache)
+    assert mapped(cache) == {str(entry.resolve() / shared_weights.DATA)}
+    assert load(version_dir, cache).compile_outcome == "hit"
+
+
 def test_weights_in_the_model_file_and_a_data_file_share_together(tmp_path):
     model = mlp_model(width=WIDTH, layers=4)
     for name in ("w0", "w2"):  # half the weights in weights.bin, half in model.onnx
@@ -257,12 +267,7 @@ def test_weights_in_the_model_file_and_a_data_file_share_together(tmp_path):
     stored = onnx.load(str(v1 / "model.onnx"), load_external_data=False)
     assert [t.name for t in stored.graph.initializer if len(t.raw_data) >= 2**16] == ["w1", "w3"]
     expected = reference(v1)
-    runtime = load(v1, tmp_path / "cache")
-    assert runtime.compile_outcome == "miss"
-    np.testing.assert_allclose(answer(runtime), expected, rtol=1e-5, atol=1e-5)
-    (entry,) = entries(tmp_path / "cache")
-    assert mapped(tmp_path / "cache") == {str(entry.resolve() / shared_weights.DATA)}
-    assert load(v1, tmp_path / "cache").compile_outcome == "hit"
+    assert_first_load_shares(v1, tmp_path / "cache", expected)
 
 
 @pytest.mark.parametrize("data_files", [False, True])
@@ -278,12 +283,7 @@ def test_a_model_file_that_links_elsewhere_shares(tmp_path, data_files):
     if data_files:
         (store / "weights.bin").rename(v1 / "weights.bin")
     expected = reference(v1)
-    runtime = load(v1, tmp_path / "cache")
-    assert runtime.compile_outcome == "miss"
-    np.testing.assert_allclose(answer(runtime), expected, rtol=1e-5, atol=1e-5)
-    (entry,) = entries(tmp_path / "cache")
-    assert mapped(tmp_path / "cache") == {str(entry.resolve() / shared_weights.DATA)}
-    assert load(v1, tmp_path / "cache").compile_outcome == "hit"
+    assert_first_load_shares(v1, tmp_path / "cache", expected)
 
 
 def test_a_file_that_is_not_a_model_fails_its_load(tmp_path):
