@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 __all__ = ["BatonServer", "bind_socket"]
 
 log = logging.getLogger("baton")
+#: How often idle sequences are ended and the live-sequence gauges updated (seconds).
+SEQUENCE_SWEEP_SECONDS = 1.0
 
 
 class BatonServer:
@@ -251,12 +253,19 @@ class BatonServer:
             self.pool.start(loop)
         self.manager.start()
         self._tasks.append(loop.create_task(self._tune_gc_once_synced()))
+        self._tasks.append(loop.create_task(self._sweep_sequences(), name="sequences"))
         if self.fleet is not None:
             self._tasks.extend(self.fleet.start(loop))
         for source in self.sources:
             self._tasks.append(
                 loop.create_task(source.run(self.manager.publish), name=f"source {source.name}")
             )
+
+    async def _sweep_sequences(self) -> None:
+        """Once a second: end idle sequences and update the live-sequence gauges."""
+        while True:
+            await asyncio.sleep(SEQUENCE_SWEEP_SECONDS)
+            self.metrics.observe_sequences(self.manager.sweep_sequences())
 
     async def _tune_gc_once_synced(self) -> None:
         await self.manager.wait_until(lambda: self.manager.synced, timeout=float("inf"))

@@ -19,6 +19,13 @@ Server settings come from, in rising priority: defaults, ``BATON_*`` environment
     preferred_batch_sizes: [8, 16]     # dispatch at once when a queue reaches one of these
     inputs: [{name: x, shape: [-1, 4]}]  # overrides of the model's own signature
     onnx: {intra_op_num_threads: 1}
+    sequence:                          # a stateful model (Triton's sequence protocol)
+      state: [{input: h_in, output: h_out, dtype: FP32, shape: [64], initial: zeros}]
+      idle_timeout: 60s                # a sequence with no request for this long is ended
+      max_sequences: 10000             # live sequences per version; a START beyond is a 429
+      swap: drain                      # or migrate: carry live sequences to the new version
+      drain_timeout: 5m                # the longest a retired version waits for its sequences
+      migrate_hook: migrate.py         # in the version: migrate(state, from_version, to_version)
 
 Durations (``drain_timeout``, ``interval``, ``min_interval``, ``max_defer``, and the server's
 ``poll_interval``, ``shutdown_timeout``, ``rollout_period``) take seconds as a number or a string
@@ -46,7 +53,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from baton.rollout.gates import GateConfig
 from baton.rollout.ratelimit import SwapLimits
 from baton.rollout.schedule import RolloutPlan
-from baton.types import is_digits
+from baton.types import DATATYPES, is_digits
 
 __all__ = [
     "GateSettings",
@@ -56,7 +63,9 @@ __all__ = [
     "OnnxSettings",
     "PythonSettings",
     "RolloutSettings",
+    "SequenceSettings",
     "ServerSettings",
+    "StateSettings",
     "TensorOverride",
     "TensorflowSettings",
     "TorchSettings",
@@ -219,6 +228,61 @@ class PythonSettings(_Strict):
     kwargs: dict = Field(default_factory=dict)
 
 
+class StateSettings(_Strict):
+    """One implicit state tensor of a sequence: fed to ``input`` on each request, taken from
+    ``output`` after it. ``shape`` is one sequence's state; a model whose ``input`` has one
+    more (batch) dimension gets it with a leading 1. ``initial`` is ``zeros`` or a number."""
+
+    input: str
+    output: str
+    dtype: str = "FP32"
+    shape: tuple[int, ...]
+    initial: Literal["zeros"] | float = "zeros"
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, dtype: str) -> str:
+        if dtype not in DATATYPES or dtype in ("BYTES", "BF16"):
+            raise ValueError(f"state dtype {dtype!r} must be a numeric v2 datatype")
+        return dtype
+
+    @field_validator("shape")
+    @classmethod
+    def _fixed_shape(cls, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if any(d < 1 for d in shape):
+            raise ValueError(f"state shape {list(shape)} must have fixed positive dimensions")
+        return shape
+
+
+class SequenceSettings(_Strict):
+    """A stateful model: requests carry ``sequence_id`` / ``sequence_start`` /
+    ``sequence_end``; Baton keeps each sequence's ``state`` between its requests.
+
+    At a swap, live sequences either finish on the version that started them (``drain``) or
+    are carried to the new version (``migrate``): by name when the state tensors keep their
+    names, dtypes and shapes, or through the new version's ``migrate_hook``."""
+
+    state: tuple[StateSettings, ...] = ()
+    idle_timeout: Duration = Field(default=60.0, gt=0)
+    max_sequences: int = Field(default=10_000, ge=1)
+    swap: Literal["drain", "migrate"] = "drain"
+    drain_timeout: Duration = Field(default=300.0, ge=0)
+    migrate_hook: str | None = Field(
+        default=None, description="a .py file in the version defining migrate(state, from, to)"
+    )
+
+    @model_validator(mode="after")
+    def _distinct_tensors(self) -> SequenceSettings:
+        for kind in ("input", "output"):
+            names = [getattr(s, kind) for s in self.state]
+            if len(set(names)) != len(names):
+                raise ValueError(f"sequence state names an {kind} twice: {names}")
+        hook = self.migrate_hook
+        if hook is not None and (not hook.endswith(".py") or "/" in hook or hook.startswith(".")):
+            raise ValueError(f"migrate_hook {hook!r} must be a .py file name in the version")
+        return self
+
+
 class TensorflowSettings(_Strict):
     signature: str = "serving_default"
 
@@ -257,12 +321,16 @@ class ModelSettings(_Strict):
     torch: TorchSettings = TorchSettings()
     tensorflow: TensorflowSettings = TensorflowSettings()
     python: PythonSettings | None = None
+    sequence: SequenceSettings | None = None
 
     def code_config(self) -> dict:
         """The settings that decide which code runs: the backend, a Python handler and a PyTorch
-        module with their arguments. ``baton publish`` records them in the (signed) manifest;
-        a version whose model.yaml disagrees is refused under ``require_signature``."""
-        return {
+        module with their arguments, and a sequence migration hook (listed only when set, so
+        manifests written before hooks existed still match). ``baton publish`` records them in
+        the (signed) manifest; a version whose model.yaml disagrees is refused under
+        ``require_signature``."""
+        hook = self.sequence.migrate_hook if self.sequence else None
+        return ({"sequence_migrate_hook": hook} if hook else {}) | {
             "backend": self.backend,
             "python": self.python.model_dump(mode="json") if self.python else None,
             "torch_module": (

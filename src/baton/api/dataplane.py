@@ -4,6 +4,10 @@ Adapters decode a request into an :class:`InferRequest`, call :meth:`DataPlane.i
 the :class:`InferResponse`; errors are :class:`baton.errors.BatonError` subclasses that know
 their status. The request path reads one immutable serving map, routes, validates against the
 chosen version's signature, takes a lease on that version's handle and runs it off the loop.
+
+A request that names a ``sequence_id`` (:mod:`baton.serving.sequences`) goes to the version its
+sequence is bound to (a START is routed like any request, a canary placing it by its id), one
+step of a sequence at a time, with the sequence's state fed in and the new state kept.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence as Tensors
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,14 +29,15 @@ from baton.loading.contract import check_inputs
 from baton.observe.metrics import Metrics
 from baton.serving.handle import HandleClosed, VersionHandle
 from baton.serving.routing import choose_handle
+from baton.serving.sequences import CUT, ENDED, SequenceControl, sequence_control
 from baton.serving.shadow import ShadowRunner
-from baton.serving.split import WeylSequence, split_point
+from baton.serving.split import WeylSequence, key_point, split_point
 from baton.types import datatype_of, is_digits
 
 __all__ = ["DataPlane", "InferRequest", "InferResponse", "OutputTensor", "inference_error"]
 
 log = logging.getLogger("baton.api")
-EXTENSIONS = ("binary_tensor_data", "model_repository")
+EXTENSIONS = ("binary_tensor_data", "model_repository", "sequence")
 
 
 @dataclass(slots=True)
@@ -180,6 +186,9 @@ class DataPlane:
         return model if model in self._manager.models() else "unknown"
 
     async def _infer(self, model: str, version: str | None, request: InferRequest) -> InferResponse:
+        control = sequence_control(request.parameters) if request.parameters else None
+        if control is not None:
+            return await self._step(model, version, request, control)
         for _ in range(2):
             route = self._manager.serving_map.get(model)
             if route is None:
@@ -206,20 +215,70 @@ class DataPlane:
                         candidate, request.inputs, request.outputs, outputs,
                         handle, canary.shadow,
                     )  # fmt: skip
-            types = handle.output_datatypes
-            return InferResponse(
-                model,
-                str(handle.version),
-                [
-                    OutputTensor(name, types.get(name) or datatype_of(array), array)
-                    for name, array in outputs.items()
-                ],
-                request.id,
-            )
+            return _response(model, handle, outputs, request.id)
         raise BatonError(f"model '{model}' changed while routing; retry")
 
-    async def _run(self, handle: VersionHandle, request: InferRequest) -> dict[str, np.ndarray]:
-        """Validate against ``handle``'s signature, hold a lease, predict, count it."""
+    async def _step(
+        self, model: str, version: str | None, request: InferRequest, control: SequenceControl
+    ) -> InferResponse:
+        """One request of a sequence: on the version the sequence is bound to (its START is
+        routed, a canary placing it by its id), after the sequence's previous request."""
+        route = self._manager.serving_map.get(model)
+        if route is None:
+            raise NotFound(f"unknown model '{model}'")
+        index = route.sequences
+        if index is None:
+            raise InvalidRequest(
+                f"model '{model}' keeps no sequences: sequence_id needs a stateful model "
+                "(sequence in its model.yaml)"
+            )
+        if control.start:
+            point = key_point(str(control.id)) if route.canary and not version else 0.0
+            handle = choose_handle(route, version, point)
+            sequence = index.start(control.id, handle, time.monotonic())
+        else:
+            sequence = index.get(control.id)
+            if version and choose_handle(route, version) is not sequence.handle:
+                raise InvalidRequest(
+                    f"sequence {control.id!r} of model '{model}' is on version "
+                    f"{sequence.handle.version}, not '{version}'; send its requests without a "
+                    "version, or to that one"
+                )
+        async with sequence.lock:  # FIFO: a sequence's requests run in the order they came
+            index.check(sequence)  # still live (not ended, idled out or cut while waiting)
+            handle, store = sequence.handle, sequence.store
+            try:
+                outputs = await self._run(handle, request, store.feed(sequence.state),
+                                          store.state_outputs)  # fmt: skip
+                sequence.state = store.keep(outputs)
+            except HandleClosed:  # its version is unloading: the sequence was cut
+                index.end(sequence, CUT)
+                index.check(sequence)
+                raise
+            except BaseException:
+                if control.start:  # a START that failed leaves no sequence behind
+                    index.end(sequence, "failed on its first request")
+                raise
+            sequence.last_used = time.monotonic()
+            if control.end:
+                index.end(sequence, ENDED)
+        return _response(model, handle, outputs, request.id)
+
+    async def _run(
+        self,
+        handle: VersionHandle,
+        request: InferRequest,
+        state: dict[str, np.ndarray] | None = None,
+        state_outputs: Tensors[str] = (),
+    ) -> dict[str, np.ndarray]:
+        """Validate against ``handle``'s signature, hold a lease, predict, count it. A
+        sequence's step passes its ``state`` (more inputs) and ``state_outputs`` (computed
+        too, whatever the request asks for)."""
+        if handle.sequences is not None and state is None:
+            raise InvalidRequest(
+                f"model '{handle.model}' is stateful: send sequence_id, with sequence_start on "
+                "a sequence's first request"
+            )
         check_inputs(handle.input_specs, request.inputs, request.datatypes)
         wanted = request.outputs
         if wanted is not None:
@@ -228,13 +287,17 @@ class DataPlane:
                 raise InvalidRequest(
                     f"unknown output(s) {unknown}; the model produces {list(handle.output_names)}"
                 )
+        inputs = request.inputs
+        if state is not None:
+            inputs = {**inputs, **state}
+            wanted = None if wanted is None else [*wanted, *state_outputs]
         ok, failed, latency, inflight = self._metrics.request_children(handle.model, handle.version)
-        handle.acquire()
+        handle.acquire(state is not None)
         window = handle.window
         inflight.inc()
         started = time.perf_counter()
         try:
-            outputs = await handle.predict(request.inputs, wanted)
+            outputs = await handle.predict(inputs, wanted)
         except Exception as exc:
             failed.inc()
             if window is not None:
@@ -255,6 +318,21 @@ class DataPlane:
             return request.session
         value = request.parameters.get(self.session_parameter) if self.session_parameter else None
         return None if value is None or isinstance(value, bool) else str(value)
+
+
+def _response(
+    model: str, handle: VersionHandle, outputs: dict[str, np.ndarray], request_id: str | None
+) -> InferResponse:
+    types = handle.output_datatypes
+    return InferResponse(
+        model,
+        str(handle.version),
+        [
+            OutputTensor(name, types.get(name) or datatype_of(array), array)
+            for name, array in outputs.items()
+        ],
+        request_id,
+    )
 
 
 def inference_error(exc: Exception, handle: VersionHandle) -> BatonError:

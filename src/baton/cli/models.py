@@ -62,6 +62,8 @@ def format_models(models: list[dict]) -> str:
                 marks.append(f"waiting ({pending['waiting_for']})")
             if v.get("rejected"):
                 marks.append("rolled back")
+            if v.get("sequences") is not None:
+                marks.append(f"{v['sequences']} sequences")
             rows.append([m["name"], v["version"], v["state"], v["inflight"], " ".join(marks),
                          v["message"] or ""])  # fmt: skip
         if not m["versions"]:

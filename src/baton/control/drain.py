@@ -6,19 +6,30 @@ The manager has already made the version unroutable (and published DRAINING) whe
 reports it as ``drain_timeout``). Unloading runs on ``executor``, off the event loop. A runtime
 whose requests are served in worker processes drains there while it unloads
 (:class:`baton.workers.pooled.PooledRuntime`) and reports that drain as ``runtime.drain``.
+
+A stateful version first retires its live sequences (:func:`retire_sequences`): in ``migrate``
+mode each is carried to the version that now serves its id, the rest finish where they are;
+the version waits for them up to the model's sequence ``drain_timeout``, then ends those left
+(``cut``) and refuses their further requests before it drains and unloads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from baton.loading.memory import release_memory
 from baton.serving.handle import VersionHandle
+from baton.serving.sequences import Migration, Sequence, SequenceIndex
+from baton.settings import SequenceSettings
 
-__all__ = ["Drained", "drain_and_unload"]
+__all__ = ["Drained", "SequencesRetired", "drain_and_unload", "retire_sequences"]
+
+#: How often a version waiting for its sequences checks whether they have ended (seconds).
+SEQUENCE_POLL = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +45,7 @@ async def drain_and_unload(
     started = time.perf_counter()
     if handle is None:
         return Drained(0.0, False, 0)
-    handle.close()
+    handle.end_sequences()  # no more leases at all, sequences' included
     forced = not await handle.drained(timeout)
     inflight = handle.inflight
     seconds = time.perf_counter() - started
@@ -47,3 +58,37 @@ async def drain_and_unload(
         seconds, forced = max(seconds, elsewhere[0]), forced or elsewhere[1]
         inflight += elsewhere[2]
     return Drained(seconds, forced, inflight)
+
+
+@dataclass(frozen=True, slots=True)
+class SequencesRetired:
+    live: int  # sequences on the version when it retired
+    migration: Migration | None  # what migrate mode carried over (None in drain mode)
+    seconds: float  # until the last of them ended (or the timeout)
+    cut: int  # ended at the timeout
+
+
+async def retire_sequences(
+    index: SequenceIndex,
+    handle: VersionHandle,
+    settings: SequenceSettings,
+    target_for: Callable[[Sequence], VersionHandle | None],
+    executor: Executor,
+) -> SequencesRetired:
+    """Move or wait out the live sequences of a closed ``handle`` (see the module docstring);
+    migration hooks run on ``executor``."""
+    started = time.perf_counter()
+    live = len(index.on(handle))
+    migration = None
+    if live and settings.swap == "migrate":
+        loop = asyncio.get_running_loop()
+
+        async def convert(fn, *args):
+            return await loop.run_in_executor(executor, fn, *args)
+
+        migration = await index.migrate(handle, target_for, convert)
+    deadline = started + settings.drain_timeout
+    while index.on(handle) and time.perf_counter() < deadline:
+        await asyncio.sleep(SEQUENCE_POLL)
+    cut = index.cut(handle)
+    return SequencesRetired(live, migration, time.perf_counter() - started, cut)

@@ -14,13 +14,17 @@ before its ``swap`` event.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from baton.control.lifecycle import VersionState, check_transition
 from baton.control.records import ModelRecord, VersionRecord
 from baton.control.routes import serving_map_of
 from baton.observe.events import EventBus
 from baton.serving.serving_map import ServingMap
+
+if TYPE_CHECKING:
+    from baton.serving.sequences import SequenceIndex
 
 __all__ = ["HISTORY", "Transitions"]
 
@@ -36,8 +40,10 @@ class Transitions:
         clock: Callable[[], float],
         on_change: Callable[[str], None],
         on_map: Callable[[ServingMap], None] | None = None,
+        sequences: Mapping[str, SequenceIndex] | None = None,
     ) -> None:
         self.serving_map: ServingMap = ServingMap.empty()
+        self._sequences = sequences if sequences is not None else {}
         self._on_map = on_map
         self.stale = True  # something may route differently: rebuild at the next publish
         self._models = models
@@ -75,7 +81,7 @@ class Transitions:
         ``on_map`` sees every new map before anything is announced (worker processes switch
         to it there)."""
         if force or self.stale:
-            self.serving_map = serving_map_of(self._models.values())
+            self.serving_map = serving_map_of(self._models.values(), self._sequences)
             self.stale = False
             if self._on_map is not None:
                 self._on_map(self.serving_map)

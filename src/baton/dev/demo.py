@@ -19,6 +19,7 @@ __all__ = [
     "fragile_model",
     "identity_model",
     "mlp_model",
+    "running_sum_model",
     "slow_model",
     "with_new_head",
     "write_demo_repository",
@@ -185,6 +186,33 @@ def slow_model(size: int = 256) -> onnx.ModelProto:
             numpy_helper.from_array(np.ones((size, size), np.float32), "m0"),
             numpy_helper.from_array(np.array([0], np.int64), "axis0"),
         ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model
+
+
+def running_sum_model(constant: float, width: int = 64) -> onnx.ModelProto:
+    """A stateful model: ``h_out = h_in + x * constant`` (every one of the ``width`` state
+    floats), ``y = mean(h_out)``. Fed its previous ``h_out`` as ``h_in`` (``sequence.state``
+    in model.yaml), ``y`` after n steps is ``constant * (x1 + ... + xn)``: each answer depends
+    on the whole history, and on the version's ``constant``."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["x", "constant"], ["step"]),
+            helper.make_node("Add", ["h_in", "step"], ["h_out"]),
+            helper.make_node("ReduceMean", ["h_out"], ["y"], axes=[1], keepdims=1),
+        ],
+        "running_sum",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1]),
+            helper.make_tensor_value_info("h_in", TensorProto.FLOAT, ["batch", width]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1]),
+            helper.make_tensor_value_info("h_out", TensorProto.FLOAT, ["batch", width]),
+        ],
+        [numpy_helper.from_array(np.array([constant], np.float32), "constant")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8

@@ -44,6 +44,7 @@ from baton.runtimes.base import Runtime
 from baton.runtimes.registry import runtime_for
 from baton.serving.batching import Batcher
 from baton.serving.handle import VersionHandle
+from baton.serving.sequence_state import VersionSequences
 from baton.settings import ModelSettings
 from baton.types import Signature
 
@@ -124,16 +125,18 @@ class Loader:
                 signature = apply_overrides(runtime.signature(), settings.inputs, settings.outputs)
             except ValueError as exc:
                 raise VersionFailed("bad_config", str(exc)) from None
+            sequences = _sequences(model, version, settings, signature, runtime, source.path)
+            public = signature if sequences is None else sequences.public_signature(signature)
             if reference is not None and not settings.allow_breaking_change:
-                _check_contract(reference, signature, runtime.structure())
+                _check_contract(reference, public, runtime.structure())
             on_phase("WARMING", load_seconds=load_seconds,
                      compile_cache=getattr(runtime, "compile_outcome", None))  # fmt: skip
             started = time.perf_counter()
             warmup = await run(run_warmup, runtime, signature, source.path, settings.warmup)
             await run(run_golden, runtime, source.path, settings.golden)
             handle = VersionHandle(
-                model, version, runtime, signature, self._infer_executor,
-                self._batcher(model, version, runtime, signature, settings),
+                model, version, runtime, public, self._infer_executor,
+                self._batcher(model, version, runtime, signature, settings), sequences,
             )  # fmt: skip
             handle.predict_seconds = warmup.predict_seconds
             handle.digest = verified.get("digest")
@@ -204,6 +207,26 @@ def batcher_for(
         preferred_batch_sizes=settings.preferred_batch_sizes,
         on_batch=(lambda rows: observer(model, version, rows)) if observer else None,
     )
+
+
+def _sequences(
+    model: str,
+    version: int,
+    settings: ModelSettings,
+    signature: Signature,
+    runtime: Runtime,
+    version_dir: Path,
+) -> VersionSequences | None:
+    """The state store of a stateful version (``sequence`` in model.yaml), else ``None``."""
+    if settings.sequence is None:
+        return None
+    if not runtime.answers_here:
+        raise VersionFailed(
+            "unsupported",
+            "a stateful model (sequence in model.yaml) needs --workers 1: a sequence's state "
+            "is kept by the process that answers it",
+        )
+    return VersionSequences.build(model, version, settings.sequence, signature, version_dir)
 
 
 def _reclaim_signals() -> None:

@@ -180,6 +180,25 @@ class Metrics:
             ["node", "model"],
             registry=r,
         )
+        self.live_sequences = Gauge(
+            "baton_live_sequences",
+            "Live sequences of stateful models, per version they are bound to",
+            ["model", "version"],
+            registry=r,
+        )
+        self.sequence_bytes = Gauge(
+            "baton_sequence_state_bytes",
+            "Memory held by live sequences' state, per version",
+            ["model", "version"],
+            registry=r,
+        )
+        self.sequences_ended = Counter(
+            "baton_sequences_ended_by_server",
+            "Sequences the server ended: idle_timeout, or cut at a sequence drain timeout",
+            ["model", "reason"],
+            registry=r,
+        )
+        self._sequence_series: set[tuple[str, str]] = set()
         self._children: dict[tuple[str, int], tuple] = {}
         self._states: dict[tuple[str, str], set[str]] = {}  # states each version has been in
         self._unloaded: dict[str, deque[int]] = {}
@@ -199,6 +218,18 @@ class Metrics:
             )
         return children
 
+    def observe_sequences(self, live: dict[tuple[str, int], tuple[int, int]]) -> None:
+        """Set the live-sequence gauges: (model, version) -> (sequences, bytes); versions
+        absent from ``live`` hold none."""
+        series = {(model, str(version)) for model, version in live}
+        for key in self._sequence_series - series:
+            self._remove(self.live_sequences, *key)
+            self._remove(self.sequence_bytes, *key)
+        self._sequence_series = series
+        for (model, version), (count, size) in live.items():
+            self.live_sequences.labels(model, str(version)).set(count)
+            self.sequence_bytes.labels(model, str(version)).set(size)
+
     def observe_batch(self, model: str, version: int, rows: int) -> None:
         self.batch_size.labels(model).observe(rows)
 
@@ -215,6 +246,11 @@ class Metrics:
             self.rollbacks.labels(model, event.reason or "operator").inc()
         if event.kind == "config_error":
             self.config_error.labels(model).set(0 if event.state == "cleared" else 1)
+        if event.kind == "sequences":
+            if data.get("expired"):
+                self.sequences_ended.labels(model, "idle_timeout").inc(data["expired"])
+            if data.get("cut"):
+                self.sequences_ended.labels(model, "sequence_drain_timeout").inc(data["cut"])
         if event.kind == "source":
             self.source_up.labels(data["source"]).set(1 if event.state == "available" else 0)
         if event.kind != "state" or event.version is None:

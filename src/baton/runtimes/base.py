@@ -31,6 +31,9 @@ class Runtime(ABC):
     platform: str = "unknown"
     #: Whether ``predict`` computes on the calling thread's CPU (not on a device it waits for).
     computes_on_cpu: bool = True
+    #: Whether requests are answered in this process, so sequences' state can be kept here
+    #: (not when worker processes answer them).
+    answers_here: bool = True
 
     @abstractmethod
     def load(self) -> None:

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from baton.rollout.window import VersionWindow
 from baton.runtimes.base import Runtime
 from baton.serving.batching import Batcher
 from baton.types import Signature, TensorSpec
+
+if TYPE_CHECKING:
+    from baton.serving.sequence_state import VersionSequences
 
 __all__ = ["HandleClosed", "VersionHandle"]
 
@@ -48,6 +52,7 @@ class VersionHandle:
         "_idle",
         "_idle_loop",
         "_lock",
+        "_sequences_ended",
         "batcher",
         "digest",
         "inflight",
@@ -58,6 +63,7 @@ class VersionHandle:
         "output_names",
         "predict_seconds",
         "runtime",
+        "sequences",
         "served",
         "signature",
         "version",
@@ -72,6 +78,7 @@ class VersionHandle:
         signature: Signature,
         executor: Executor | None = None,
         batcher: Batcher | None = None,
+        sequences: VersionSequences | None = None,
     ) -> None:
         self.model = model
         self.version = version
@@ -87,16 +94,20 @@ class VersionHandle:
         self.digest: str | None = None  # SHA-256 of the manifest it was verified against
         self._executor = executor
         self.batcher = batcher
+        self.sequences = sequences  # the state store of a stateful version
+        self._sequences_ended = False
         self.window: VersionWindow | None = None  # live stats while a rollout involves it
         self._idle: asyncio.Event | None = None  # set (on its loop) when the last lease returns
         self._idle_loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # inflight, served, _closed and _idle change under it
         self._closed = False
 
-    def acquire(self) -> None:
-        """Count one request in flight; pair with exactly one :meth:`release` (any thread)."""
+    def acquire(self, sequence: bool = False) -> None:
+        """Count one request in flight; pair with exactly one :meth:`release` (any thread).
+        A closed handle refuses (:class:`HandleClosed`), except a ``sequence`` request until
+        :meth:`end_sequences`."""
         with self._lock:
-            if self._closed:
+            if self._closed and (not sequence or self._sequences_ended):
                 raise HandleClosed(f"{self.model} version {self.version} is unloaded")
             self.inflight += 1
 
@@ -142,9 +153,15 @@ class VersionHandle:
             return False
 
     def close(self) -> None:
-        """Refuse new leases from now on (leases already taken run to completion)."""
+        """Refuse new leases from now on (leases already taken run to completion), except
+        those of the sequences still bound to this version."""
         with self._lock:
             self._closed = True
+
+    def end_sequences(self) -> None:
+        """Refuse every new lease, sequences' included (the version is about to unload)."""
+        with self._lock:
+            self._closed = self._sequences_ended = True
 
     def __repr__(self) -> str:
         return f"<VersionHandle {self.model}:{self.version} inflight={self.inflight}>"

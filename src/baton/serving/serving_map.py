@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from baton.serving.handle import VersionHandle
+    from baton.serving.sequences import SequenceIndex
 
 __all__ = ["Canary", "ModelRoute", "ServingMap"]
 
@@ -45,6 +46,7 @@ class ModelRoute:
     default: int | None
     labels: Mapping[str, int] = field(default_factory=dict)
     canary: Canary | None = None
+    sequences: SequenceIndex | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,7 @@ class ServingMap:
                 r.default,
                 MappingProxyType(dict(r.labels)),
                 r.canary,
+                r.sequences,
             )
             for r in routes
         ]

@@ -37,6 +37,8 @@ _tokens = itertools.count(1)
 
 
 class PooledRuntime(Runtime):
+    answers_here = False  # worker processes answer its requests
+
     def __init__(
         self,
         pool: WorkerPool,

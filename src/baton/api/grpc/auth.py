@@ -47,7 +47,8 @@ class AuthInterceptor(grpc.ServerInterceptor):
             try:
                 who = self.policy.check(need, authorization)
             except BatonError as exc:
-                return _deny(grpc.StatusCode[exc.grpc_code], str(exc))
+                streaming = details.method.endswith("/ModelStreamInfer")
+                return _deny(grpc.StatusCode[exc.grpc_code], str(exc), streaming)
             if need == "operate":
                 self._publish(details.method, who)
         return continuation(details)
@@ -61,8 +62,10 @@ class AuthInterceptor(grpc.ServerInterceptor):
             self._loop.call_soon_threadsafe(lambda: self.events.publish("control", "", **fields))
 
 
-def _deny(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
-    def deny(request: bytes, context: grpc.ServicerContext) -> None:
+def _deny(code: grpc.StatusCode, message: str, streaming: bool) -> grpc.RpcMethodHandler:
+    def deny(request: object, context: grpc.ServicerContext) -> None:
         context.abort(code, message)
 
+    if streaming:
+        return grpc.stream_stream_rpc_method_handler(deny)
     return grpc.unary_unary_rpc_method_handler(deny)

@@ -4,9 +4,12 @@ Served by a synchronous ``grpc.server``: each call runs on a worker thread of th
 pool (:mod:`baton.api.grpc.pool`; grpc.aio cost more CPU per call, see BENCHMARKS.md). A plain
 ``ModelInfer`` is parsed, routed, leased, predicted and encoded on that thread
 (:mod:`baton.api.grpc.threaded`); every other call runs on the event loop, as the HTTP API's
-handlers do. Both protocols share the serving map, the handles and their drain, so a swap
-behaves identically on both. Errors become gRPC status codes taken from the error class
-(:mod:`baton.errors`); unexpected failures are ``INTERNAL``.
+handlers do. ``ModelStreamInfer`` (Triton's streaming extension, used for sequences) answers a
+stream's requests one after another, in order, on the stream's thread; a request that fails is
+answered with an ``error_message`` and the stream goes on. Both protocols share the serving
+map, the handles and their drain, so a swap behaves identically on both. Errors become gRPC
+status codes taken from the error class (:mod:`baton.errors`); unexpected failures are
+``INTERNAL``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import contextlib
 import inspect
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -27,7 +30,7 @@ from baton.api.grpc.codec import decode_request, encode_response
 from baton.api.grpc.pool import CallPool
 from baton.api.grpc.threaded import ThreadedInfer, wait_on_loop
 from baton.api.internal import internal_error
-from baton.errors import BatonError
+from baton.errors import BatonError, InvalidRequest
 
 __all__ = ["GrpcServer", "InferenceServicer", "start_grpc_server"]
 
@@ -53,6 +56,30 @@ class InferenceServicer:
             request.model_name, request.model_version or None, decode_request(request)
         )
         return encode_response(result)
+
+    def ModelStreamInfer(
+        self, requests: Iterator[bytes], blocking: Callable
+    ) -> Iterator[pb.ModelStreamInferResponse]:
+        """Answer each request of the stream (raw bytes) in order; reading the next one waits
+        inside ``blocking()`` (a stream may stay open and quiet for long)."""
+        while True:
+            with blocking():
+                raw = next(requests, None)
+            if raw is None:
+                return
+            try:
+                try:
+                    request = pb.ModelInferRequest.FromString(raw)
+                except DecodeError:
+                    raise InvalidRequest("the request is not a valid ModelInferRequest") from None
+                response = self.ModelInfer(request)
+            except BatonError as exc:
+                yield pb.ModelStreamInferResponse(error_message=str(exc))
+            except Exception:
+                message = internal_error(log, "unexpected error in ModelStreamInfer")
+                yield pb.ModelStreamInferResponse(error_message=message)
+            else:
+                yield pb.ModelStreamInferResponse(infer_response=response)
 
     async def ServerLive(self, request: pb.ServerLiveRequest) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=self._ctx.dataplane.live())
@@ -207,6 +234,10 @@ async def start_grpc_server(
         )
         for name, (request, response) in _RPCS.items()
     }
+    handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
+        lambda requests, context: servicer.ModelStreamInfer(requests, pool.blocking),
+        response_serializer=pb.ModelStreamInferResponse.SerializeToString,
+    )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     address = f"{host}:{port}"
     bound = (  # grpc raises RuntimeError for an address it cannot bind

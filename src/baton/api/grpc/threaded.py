@@ -9,9 +9,10 @@ in-flight count (:meth:`DataPlane.enter`) are thread-safe — a drain still wait
 request, a swap still cannot slip between routing and leasing (a closed handle refuses the
 lease and the request is routed again).
 
-The plain case: a version with no canary split, no dynamic batching and no live rollout window,
-and a request that passes the checks. Anything else — refusals and their messages, canary
-routing with its fallback and shadow copies, batching, rollout statistics — is
+The plain case: a version with no canary split, no dynamic batching, no live rollout window and
+no sequences, and a request that passes the checks. Anything else — refusals and their
+messages, canary routing with its fallback and shadow copies, batching, rollout statistics,
+sequences — is
 :meth:`DataPlane.infer` on the loop, unchanged, so both protocols keep one behaviour.
 """
 
@@ -132,7 +133,9 @@ class ThreadedInfer:
         """The version a plain request goes to, leased and counted in flight; ``None`` when the
         data plane must decide (a refusal, a canary, batching, a rollout window)."""
         route = self._serving.serving_map.get(model)
-        if route is None or route.canary is not None:
+        if route is None or route.canary is not None or route.sequences is not None:
+            return None
+        if "sequence_id" in request.parameters:
             return None
         try:
             handle = choose_handle(route, version)

@@ -22,7 +22,7 @@ from baton import __version__
 from baton.api.context import ApiContext, context
 from baton.api.http.rest import json_body, json_response
 from baton.control.lifecycle import AVAILABLE, VersionState
-from baton.control.records import ModelRecord
+from baton.control.records import ModelRecord, VersionRecord
 from baton.control.rollouts import describe, rollout_windows
 from baton.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from baton.observe.audit import tail_audit_log
@@ -52,6 +52,12 @@ def _version_body(doc: dict) -> int:
         raise InvalidRequest(f'body must be {{"version": <positive integer>}}: {exc}') from None
 
 
+def _live_sequences(r: VersionRecord | None) -> int | None:
+    """Live sequences bound to a loaded stateful version (``None``: not one)."""
+    store = r.handle.sequences if r is not None and r.handle is not None else None
+    return store.live if store is not None else None
+
+
 def model_view(m: ModelRecord) -> dict:
     """The admin API's JSON for one model."""
     aspired, rejected = m.aspired(), m.rejected_now()
@@ -71,6 +77,7 @@ def model_view(m: ModelRecord) -> dict:
                 "reason": r.reason if r else None,
                 "message": message,
                 "inflight": r.handle.inflight if r and r.handle else 0,
+                "sequences": _live_sequences(r),
                 "since": r.since if r else None,
                 "platform": r.platform if r else None,
                 "aspired": v in aspired,
