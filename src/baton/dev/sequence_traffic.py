@@ -38,10 +38,10 @@ __all__ = ["HOOK", "SequenceRun", "drive", "write_sequence_version"]
 
 #: A migration hook (a version's ``migrate.py``): the carried state gains 1000 per version it
 #: moves up, so a test can tell a hook-migrated sequence from one carried by name.
-HOOK = '''
+HOOK = """
 def migrate(state, from_version, to_version):
     return {"h_in": state["h_in"] + 1000.0 * (to_version - from_version)}
-'''
+"""
 HOOK_STEP = 1000.0
 
 
