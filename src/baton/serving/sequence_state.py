@@ -21,8 +21,6 @@ evicted. Use from the event loop only.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,23 +202,19 @@ class VersionSequences:
 
 
 def _import_hook(version_dir: Path | None, name: str) -> MigrateHook:
-    """``migrate`` from the version's hook file (verified with the rest of the version)."""
+    """``migrate`` from the version's hook file (verified with the rest of the version), run
+    from the bytes read: no module is registered and no bytecode written."""
     path = version_dir / name if version_dir is not None else None
-    if path is None or not path.is_file():
+    if path is None or not path.is_file() or path.is_symlink():
         raise VersionFailed("bad_sequence_config", f"migrate_hook {name} is not in the version")
-    module_name = f"baton_migrate_{abs(hash(str(path)))}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
+    namespace: dict = {"__name__": f"baton_migrate_hook_{name[:-3]}", "__file__": str(path)}
     try:
-        spec.loader.exec_module(module)
+        exec(compile(path.read_bytes(), str(path), "exec"), namespace)  # verified code
     except Exception as exc:
         raise VersionFailed(
             "bad_sequence_config", f"migrate_hook {name} failed to import: {exc}"
         ) from None
-    finally:
-        sys.modules.pop(module_name, None)
-    hook = getattr(module, "migrate", None)
+    hook = namespace.get("migrate")
     if not callable(hook):
         raise VersionFailed("bad_sequence_config", f"migrate_hook {name} defines no migrate()")
     return hook

@@ -1,0 +1,153 @@
+"""Sequences through swaps on a real server, every answer checked against its ground truth.
+
+Closed-loop clients run sequences of a running-sum model (each answer depends on the whole
+history and on the version's constant) while new versions are published, a canary promotes
+and a canary is aborted: 0 failed requests and 0 broken sequences in ``drain`` mode (a
+sequence stays on the version that started it) and in ``migrate`` mode (its state moves to the
+new version, through the version's migrate hook). ``bench/sequences.py`` runs the same at full
+size (200 sequences of 50 steps, a swap every 2 s for 60 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import httpx
+
+from baton.dev.sequence_traffic import SequenceRun, drive, write_sequence_version
+from baton.dev.testing import audit_entries
+
+from .conftest import wait_for
+
+STATE = "  state: [{input: h_in, output: h_out, dtype: FP32, shape: [64]}]\n"
+CONCURRENCY, STEPS = 24, 20
+RELAXED_GATES = (
+    "{min_requests: 20, max_p99_ratio: 50, max_mean_shift: null, max_class_drift: null, "
+    "max_error_rate: 0.5}"
+)
+
+
+class Publisher:
+    """Publishes version 2, 3, ... every ``interval`` seconds while the block runs."""
+
+    def __init__(self, model_dir: Path, interval: float, hook: bool = False) -> None:
+        self.model_dir, self.interval, self.hook = model_dir, interval, hook
+        self.published = [1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def __enter__(self) -> Publisher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            version = self.published[-1] + 1
+            write_sequence_version(self.model_dir, version, hook=self.hook)
+            self.published.append(version)
+
+
+def start(server_factory, root: Path, yaml: str, hook: bool = False):
+    model_dir = root / "acc"
+    write_sequence_version(model_dir, 1, hook=hook)
+    (model_dir / "model.yaml").write_text(yaml)
+    return model_dir, server_factory(root, env={"BATON_ROLLOUT_PERIOD": "0.2"})
+
+
+def run_sequences(url: str, duration: float, mode: str, hook: bool = False) -> SequenceRun:
+    return asyncio.run(
+        drive(url, "acc", concurrency=CONCURRENCY, steps=STEPS, duration=duration, mode=mode,
+              hook=hook)  # fmt: skip
+    )
+
+
+def assert_whole(run: SequenceRun) -> None:
+    assert run.failed == 0 and run.broken == 0, run.problems
+    assert run.sequences >= CONCURRENCY
+
+
+def unloaded(url: str) -> list[dict]:
+    return [e for e in audit_entries(url) if e["kind"] == "state" and e["state"] == "UNLOADED"]
+
+
+def test_drain_mode_keeps_every_sequence_on_its_version_through_swaps(server_factory, tmp_path):
+    yaml = f"sequence:\n{STATE}  swap: drain\n"
+    model_dir, server = start(server_factory, tmp_path / "repo", yaml)
+    with Publisher(model_dir, 1.0) as publisher:
+        run = run_sequences(server.url, 5.0, "drain")
+    assert_whole(run)
+    assert len(publisher.published) >= 4 and len(run.versions) >= 3, run.versions
+    # every retired version waited for its sequences, none was cut short
+    wait_for(lambda: len(unloaded(server.url)) >= len(publisher.published) - 1, timeout=30)
+    for event in unloaded(server.url):
+        assert event["reason"] is None and event["data"]["sequences_cut"] == 0, event
+    assert sum(e["data"]["sequences"] for e in unloaded(server.url)) > 0
+
+
+def test_migrate_mode_carries_state_through_the_hook(server_factory, tmp_path):
+    yaml = f"sequence:\n{STATE}  swap: migrate\n  migrate_hook: migrate.py\n"
+    model_dir, server = start(server_factory, tmp_path / "repo", yaml, hook=True)
+    with Publisher(model_dir, 1.0, hook=True):
+        run = run_sequences(server.url, 5.0, "migrate", hook=True)
+    assert_whole(run)
+    assert run.moved > 0  # sequences changed version mid-way, their state carried over
+    migrations = [e for e in audit_entries(server.url) if e["kind"] == "sequences"]
+    assert sum(sum(e["data"]["migrated"].values()) for e in migrations) >= run.moved
+    assert all(not e["data"]["stayed"] for e in migrations), migrations
+
+
+def test_a_canary_assigns_whole_sequences_and_promotes_without_breaking_one(
+    server_factory, tmp_path
+):
+    yaml = (
+        f"sequence:\n{STATE}  swap: drain\n"
+        f"rollout: {{mode: canary, steps: [20, 50, 100], interval: 1s, gates: {RELAXED_GATES}}}\n"
+    )
+    model_dir, server = start(server_factory, tmp_path / "repo", yaml)
+
+    def publish_later() -> None:
+        write_sequence_version(model_dir, 2)
+
+    timer = threading.Timer(0.5, publish_later)
+    timer.start()
+    run = run_sequences(server.url, 6.0, "drain")
+    timer.join()
+    assert_whole(run)
+    assert run.versions == {"1", "2"}
+    states = [e["state"] for e in audit_entries(server.url) if e["kind"] == "rollout"]
+    assert "PROMOTED" in states, states
+
+
+def test_an_aborted_canary_drains_its_sequences_on_the_candidate(server_factory, tmp_path):
+    yaml = (
+        f"sequence:\n{STATE}  swap: drain\n"
+        f"rollout: {{mode: canary, steps: [50, 100], interval: 60s, gates: {RELAXED_GATES}}}\n"
+    )
+    model_dir, server = start(server_factory, tmp_path / "repo", yaml)
+    write_sequence_version(model_dir, 2)
+    wait_for(
+        lambda: httpx.get(f"{server.url}/admin/models/acc/rollout").json()["rollout"],
+        timeout=30,
+        what="the canary",
+    )
+
+    def abort_later() -> None:
+        response = httpx.post(f"{server.url}/admin/models/acc/rollout/abort")
+        assert response.status_code == 200, response.text
+
+    timer = threading.Timer(1.5, abort_later)
+    timer.start()
+    run = run_sequences(server.url, 4.0, "drain")
+    timer.join()
+    assert_whole(run)
+    assert run.versions == {"1", "2"}
+    states = [e["state"] for e in audit_entries(server.url) if e["kind"] == "rollout"]
+    assert "ABORTED" in states, states
+    retired = wait_for(lambda: [e for e in unloaded(server.url) if e["version"] == 2], timeout=30)
+    assert retired[0]["data"]["sequences"] > 0 and retired[0]["data"]["sequences_cut"] == 0
