@@ -61,10 +61,10 @@ def start(server_factory, root: Path, yaml: str, hook: bool = False):
 
 
 def run_sequences(url: str, duration: float, mode: str, hook: bool = False) -> SequenceRun:
-    return asyncio.run(
-        drive(url, "acc", concurrency=CONCURRENCY, steps=STEPS, duration=duration, mode=mode,
-              hook=hook)  # fmt: skip
+    traffic = drive(
+        url, "acc", concurrency=CONCURRENCY, steps=STEPS, duration=duration, mode=mode, hook=hook
     )
+    return asyncio.run(traffic)
 
 
 def assert_whole(run: SequenceRun) -> None:
@@ -76,8 +76,17 @@ def unloaded(url: str) -> list[dict]:
     return [e for e in audit_entries(url) if e["kind"] == "state" and e["state"] == "UNLOADED"]
 
 
+def batched_rows(url: str) -> tuple[float, float]:
+    """(backend calls, rows) of the model's dynamic batches so far."""
+    lines = httpx.get(f"{url}/metrics").text.splitlines()
+    value = lambda name: sum(  # noqa: E731
+        float(line.split()[-1]) for line in lines if line.startswith(f"{name}{{")
+    )
+    return value("baton_batch_size_count"), value("baton_batch_size_sum")
+
+
 def test_drain_mode_keeps_every_sequence_on_its_version_through_swaps(server_factory, tmp_path):
-    yaml = f"sequence:\n{STATE}  swap: drain\n"
+    yaml = f"max_batch_size: 8\nsequence:\n{STATE}  swap: drain\n"
     model_dir, server = start(server_factory, tmp_path / "repo", yaml)
     with Publisher(model_dir, 1.0) as publisher:
         run = run_sequences(server.url, 5.0, "drain")
@@ -88,6 +97,8 @@ def test_drain_mode_keeps_every_sequence_on_its_version_through_swaps(server_fac
     for event in unloaded(server.url):
         assert event["reason"] is None and event["data"]["sequences_cut"] == 0, event
     assert sum(e["data"]["sequences"] for e in unloaded(server.url)) > 0
+    calls, rows = batched_rows(server.url)  # steps of different sequences shared batches
+    assert calls > 0 and rows > calls * 1.2, (calls, rows)
 
 
 def test_migrate_mode_carries_state_through_the_hook(server_factory, tmp_path):
