@@ -228,16 +228,20 @@ class DataPlane:
             raise NotFound(f"unknown model '{model}'")
         index = route.sequences
         if index is None:
+            choose_handle(route, version)  # nothing serving yet: 503, an unknown version: 404
             raise InvalidRequest(
                 f"model '{model}' keeps no sequences: sequence_id needs a stateful model "
                 "(sequence in its model.yaml)"
             )
+        now = time.monotonic()
         if control.start:
             point = key_point(str(control.id)) if route.canary and not version else 0.0
             handle = choose_handle(route, version, point)
-            sequence = index.start(control.id, handle, time.monotonic())
+            _one_step(handle, request)
+            sequence = index.start(control.id, handle, now)
         else:
-            sequence = index.get(control.id)
+            sequence = index.get(control.id, now)
+            _one_step(sequence.handle, request)
             if version and choose_handle(route, version) is not sequence.handle:
                 raise InvalidRequest(
                     f"sequence {control.id!r} of model '{model}' is on version "
@@ -318,6 +322,20 @@ class DataPlane:
             return request.session
         value = request.parameters.get(self.session_parameter) if self.session_parameter else None
         return None if value is None or isinstance(value, bool) else str(value)
+
+
+def _one_step(handle: VersionHandle, request: InferRequest) -> None:
+    """Refuse a sequence's request that carries more (or less) than one step: a state with a
+    batch dimension is fed as a batch of one."""
+    store = handle.sequences
+    if store is None or not any(s.batched for s in store.specs):
+        return
+    for name, array in request.inputs.items():
+        if array.ndim == 0 or array.shape[0] != 1:
+            raise InvalidRequest(
+                f"a sequence's request is one step: input '{name}' needs a batch size of 1, "
+                f"got shape {list(array.shape)}"
+            )
 
 
 def _response(

@@ -21,6 +21,8 @@ evicted. Use from the event loop only.
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,15 +99,21 @@ class VersionSequences:
                 inner = t.shape[1:] if batched else t.shape
                 if t.datatype != s.dtype:
                     problems.append(f"{declared}: '{t.name}' is {t.datatype}, not {s.dtype}")
-                elif len(inner) != len(s.shape) or any(
-                    d not in (-1, w) for d, w in zip(inner, s.shape, strict=True)
+                elif (
+                    len(inner) != len(s.shape)
+                    or any(d not in (-1, w) for d, w in zip(inner, s.shape, strict=True))
+                    or (batched and t.shape[0] not in (-1, 1))
                 ):
                     problems.append(
                         f"{declared}: '{t.name}' has shape {list(t.shape)}, which does not "
                         f"hold a state of shape {list(s.shape)}"
                     )
             fill = 0 if s.initial == "zeros" else s.initial
-            initial = np.full(s.shape, fill, numpy_dtype(s.dtype))
+            with np.errstate(invalid="ignore", over="ignore"):
+                initial = np.array(fill).astype(numpy_dtype(s.dtype))
+            if not (initial == fill or (np.isnan(fill) and np.isnan(initial))):
+                problems.append(f"{declared}: initial {fill!r} is not a {s.dtype} value")
+            initial = np.full(s.shape, initial, initial.dtype)
             specs.append(StateSpec(s.input, s.output, s.dtype, s.shape, initial, batched))
         if problems:
             raise VersionFailed("bad_sequence_config", "; ".join(problems))
@@ -203,18 +211,24 @@ class VersionSequences:
 
 def _import_hook(version_dir: Path | None, name: str) -> MigrateHook:
     """``migrate`` from the version's hook file (verified with the rest of the version), run
-    from the bytes read: no module is registered and no bytecode written."""
+    from the bytes read: no bytecode is written and the module is registered only while its
+    code runs."""
     path = version_dir / name if version_dir is not None else None
     if path is None or not path.is_file() or path.is_symlink():
         raise VersionFailed("bad_sequence_config", f"migrate_hook {name} is not in the version")
-    namespace: dict = {"__name__": f"baton_migrate_hook_{name[:-3]}", "__file__": str(path)}
+    module = types.ModuleType(f"baton_migrate_hook_{name[:-3]}")
+    module.__file__ = str(path)
+    sys.modules[module.__name__] = module  # while it runs (dataclasses look their module up)
     try:
-        exec(compile(path.read_bytes(), str(path), "exec"), namespace)  # verified code
+        code = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+        exec(code, module.__dict__)  # verified code
     except Exception as exc:
         raise VersionFailed(
             "bad_sequence_config", f"migrate_hook {name} failed to import: {exc}"
         ) from None
-    hook = namespace.get("migrate")
+    finally:
+        sys.modules.pop(module.__name__, None)
+    hook = getattr(module, "migrate", None)
     if not callable(hook):
         raise VersionFailed("bad_sequence_config", f"migrate_hook {name} defines no migrate()")
     return hook

@@ -130,9 +130,14 @@ class SequenceIndex:
         shown = repr(sequence_id) if isinstance(sequence_id, str) else sequence_id
         return f"sequence {shown} of model '{self.model}'"
 
-    def get(self, sequence_id: SequenceId) -> Sequence:
-        """The live sequence, or :class:`InvalidRequest` saying why there is none."""
+    def get(self, sequence_id: SequenceId, now: float | None = None) -> Sequence:
+        """The live sequence, or :class:`InvalidRequest` saying why there is none. Given
+        ``now``, a sequence idle past its ``idle_timeout`` (and not busy) ends here rather than
+        at the next sweep."""
         sequence = self.live.get(sequence_id)
+        if sequence is not None and now is not None and self._idle(sequence, now):
+            self.end(sequence, IDLE)
+            sequence = None
         if sequence is not None:
             return sequence
         why = self._gone.get(sequence_id)
@@ -189,13 +194,18 @@ class SequenceIndex:
     def on(self, handle: VersionHandle) -> list[Sequence]:
         return [s for s in self.live.values() if s.handle is handle]
 
+    @staticmethod
+    def _idle(sequence: Sequence, now: float) -> bool:
+        """Past its idle timeout, with no request under way."""
+        timeout = sequence.store.settings.idle_timeout
+        return now - sequence.last_used > timeout and not sequence.lock.locked()
+
     def expire(self, now: float) -> dict[int, int]:
         """End sequences idle for longer than their version's ``idle_timeout`` (none with a
         request under way); returns version -> how many ended."""
         ended: dict[int, int] = {}
         for sequence in list(self.live.values()):
-            timeout = sequence.store.settings.idle_timeout
-            if now - sequence.last_used > timeout and not sequence.lock.locked():
+            if self._idle(sequence, now):
                 self.end(sequence, IDLE)
                 ended[sequence.handle.version] = ended.get(sequence.handle.version, 0) + 1
         return ended
