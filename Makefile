@@ -7,7 +7,7 @@ DEMO   := demo-repository
 PORT   ?= 8000
 
 # `make run-fleet`: etcd, an S3 stand-in and three nodes on loopback (see README: Fleet).
-.PHONY: setup frameworks run run-fleet etcd test lint format proto bench-swap bench-memory bench-throughput bench-batching bench-profile bench-many-models bench-fleet bench-workers bench-peers clean
+.PHONY: setup frameworks run run-fleet etcd chromium test lint format proto bench-swap bench-memory bench-throughput bench-batching bench-profile bench-many-models bench-fleet bench-workers bench-peers clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,15 @@ etcd:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq etcd-server >/dev/null; }
 
+# The dashboard's browser tests drive Debian's chromium through Playwright (never
+# `playwright install`, which downloads a browser): installed when missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium (for the dashboard's browser tests)"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
 FLEETDEPS := $(VENV)/.fleet-installed
 $(FLEETDEPS): $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,fleet]'
@@ -58,7 +67,7 @@ format: setup
 proto: setup
 	$(BIN)/python src/baton/api/grpc/generate.py
 
-test: setup frameworks etcd lint
+test: setup frameworks etcd chromium lint
 	$(BIN)/pytest
 
 BENCH := $(VENV)/.bench-installed

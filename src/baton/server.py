@@ -30,6 +30,7 @@ from baton.api.grpc import start_grpc_server
 from baton.api.grpc.auth import AuthInterceptor
 from baton.api.http.app import build_app
 from baton.api.http.auth import AuthGate
+from baton.api.http.live import LiveFeed
 from baton.api.repository import Repository
 from baton.api.security import security_from
 from baton.api.sockets import bind_socket
@@ -129,6 +130,7 @@ class BatonServer:
             self.access,
             self.audit.path if self.audit else None,
         )
+        self.live = self.context.live = LiveFeed(self.context)
         if self.pool is not None:
             self._attach_pool(self.pool)
         self._grpc: grpc.aio.Server | None = None
@@ -254,6 +256,7 @@ class BatonServer:
         self.manager.start()
         self._tasks.append(loop.create_task(self._tune_gc_once_synced()))
         self._tasks.append(loop.create_task(self._sweep_sequences(), name="sequences"))
+        self.live.start()
         if self.fleet is not None:
             self._tasks.extend(self.fleet.start(loop))
         for source in self.sources:
@@ -273,6 +276,7 @@ class BatonServer:
 
     async def stop(self) -> None:
         self.dataplane.shutting_down = True
+        await self.live.close()
         if self._grpc is not None:
             # stop accepting RPCs; those in flight get up to the shutdown timeout to finish
             await self._grpc.stop(grace=self.settings.shutdown_timeout)
@@ -314,7 +318,7 @@ class BatonServer:
             lifespan="on",
             **(self.tls.uvicorn_options() if self.tls else {}),
         )
-        await uvicorn.Server(config).serve(sockets=[sock])
+        await _HttpServer(config, self.live).serve(sockets=[sock])
 
     async def _serve_with_workers(self, pool: WorkerPool) -> None:
         """The supervisor: the workers serve the ports; this process answers them (admin API,
@@ -341,4 +345,17 @@ class BatonServer:
             access_log=settings.access_log, timeout_graceful_shutdown=settings.shutdown_timeout,
             lifespan="on",
         )  # fmt: skip
-        await uvicorn.Server(config).serve()
+        await _HttpServer(config, self.live).serve()
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn, ending the dashboards' endless streams as soon as shutdown begins (uvicorn
+    waits for open connections before the application's own shutdown runs)."""
+
+    def __init__(self, config: uvicorn.Config, live: LiveFeed) -> None:
+        super().__init__(config)
+        self._live = live
+
+    async def shutdown(self, sockets=None) -> None:
+        await self._live.close()
+        await super().shutdown(sockets)

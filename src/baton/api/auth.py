@@ -191,6 +191,8 @@ def http_scope(method: str, path: str) -> Need | None:
         return "read" if path == "/v2/repository/index" else "operate"
     if path == "/metrics":
         return "metrics"
+    if path == "/dashboard/stream":
+        return "read"
     if path == "/v2" or path.startswith("/v2/models"):
         return "infer"
     return None

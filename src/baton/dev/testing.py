@@ -58,10 +58,12 @@ class ServerProcess:
         timeout: float = 60,
         args: tuple[str, ...] = (),
         ca_cert: Path | None = None,
+        port: int | None = None,
     ) -> ServerProcess:
-        """Start ``baton serve`` on free ports; ``args`` are extra command-line flags. With
-        ``--tls-cert`` among them, the server is reached over https, trusting ``ca_cert``."""
-        port, grpc_port = free_port(), free_port()
+        """Start ``baton serve`` on free ports (HTTP on ``port`` if given: a restart on the same
+        address); ``args`` are extra command-line flags. With ``--tls-cert`` among them, the
+        server is reached over https, trusting ``ca_cert``."""
+        port, grpc_port = port or free_port(), free_port()
         command = [
             sys.executable, "-m", "baton.cli", "serve", "--repository", str(repository),
             "--http-port", str(port), "--grpc-port", str(grpc_port),

@@ -19,7 +19,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from baton.observe.events import Event
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "quantile"]
 
 _LATENCY_BUCKETS = (
     0.0001,
@@ -42,7 +42,7 @@ _PHASE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 6
 RETAINED_UNLOADED = 5
 
 
-def _quantile(q: float, cumulative: list[tuple[float, float]]) -> float | None:
+def quantile(q: float, cumulative: list[tuple[float, float]]) -> float | None:
     """The ``q`` quantile from cumulative (upper bound, count) buckets, linear within one."""
     total = cumulative[-1][1] if cumulative else 0
     if total <= 0:
@@ -328,5 +328,5 @@ class Metrics:
                     buckets.setdefault(key, []).append((float(s.labels["le"]), s.value))
         for key, cumulative in buckets.items():
             if key in stats:
-                stats[key]["p99"] = _quantile(0.99, sorted(cumulative))
+                stats[key]["p99"] = quantile(0.99, sorted(cumulative))
         return stats

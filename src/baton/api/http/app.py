@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from baton.api.context import ApiContext
-from baton.api.http import admin, rest
+from baton.api.http import admin, dashboard, rest
 from baton.api.http.fast_infer import FastInferPath
 from baton.api.internal import internal_error
 from baton.errors import BatonError
@@ -32,7 +32,7 @@ log = logging.getLogger("baton.api")
 def build_app(
     ctx: ApiContext, lifespan: Callable | None, routes: list[BaseRoute] | None = None
 ) -> FastInferPath:
-    """The app over ``routes`` (default: every REST and admin route)."""
+    """The app over ``routes`` (default: every REST, admin and dashboard route)."""
 
     async def baton_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BatonError)
@@ -50,7 +50,7 @@ def build_app(
         return rest.json_response({"error": message}, 500)
 
     app = Starlette(
-        routes=[*rest.routes, *admin.routes] if routes is None else routes,
+        routes=[*rest.routes, *admin.routes, *dashboard.routes] if routes is None else routes,
         exception_handlers={
             BatonError: baton_error,
             HTTPException: http_error,
