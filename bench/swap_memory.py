@@ -83,6 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--swaps", type=int, default=500)
     parser.add_argument("--floats", type=int, default=12_500_000, help="model size / 4 bytes")
+    parser.add_argument("--plot", type=Path, help="also draw RSS after each swap to this PNG")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -103,10 +104,12 @@ def main() -> None:
             time.sleep(0.5)
             rss_first = status(pid)["VmRSS"]
             trajectory = [(0, rss_first)]
+            per_swap = [(0, rss_first)]  # for --plot: RSS as each swap is served
             started = time.perf_counter()
             for v in range(2, args.swaps + 2):
                 drop(repo, v, sources)
                 wait_served(proc.url, v)
+                per_swap.append((v - 1, status(pid)["VmRSS"]))
                 if (v - 1) % 50 == 0:
                     wait_unloaded(proc.url)
                     trajectory.append((v - 1, status(pid)["VmRSS"]))
@@ -143,6 +146,11 @@ def main() -> None:
         ],
     ]
     print(table(["measure", "MB", "target"], rows))
+    if args.plot is not None:
+        from bench.plots import rss_over_swaps
+
+        rss_over_swaps(args.plot, per_swap, rss_first, size)
+        print(f"\nplot: {args.plot}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 a fixed concurrency, against Baton and (in the same run, same model, same load generator)
 Seldon MLServer. Prints req/s, p50, p99 and failures per phase, and drop-to-full-traffic time.
 
-    python bench/swap_under_load.py [--phase 20] [--swap-every 2] [--concurrency 8]
+    python bench/swap_under_load.py [--phase 20] [--swap-every 2] [--concurrency 8] \
+        [--plot docs/bench/swap_latency.png]
 
 Baton picks new versions up from its repository (atomic rename; ``--poll-interval`` 0.25 s).
 MLServer gets the model file replaced atomically and a repository ``load`` call, which is its
@@ -122,6 +123,10 @@ def measure(name: str, base_url: str, repo: Path, drop, args, workdir: Path) -> 
     result["switch_median_s"] = float(np.median(switch)) if switch else float("nan")
     result["switch_max_s"] = float(np.max(switch)) if switch else float("nan")
     result["stragglers"] = stragglers
+    result["timeline"] = {  # for --plot: request starts relative to the load's start
+        "name": name, "t": start - t0, "latency": latency, "ok": ok * correct,
+        "swaps": [t - t0 for t, _ in drops], "swap_start": swap_start - t0,
+    }  # fmt: skip
     return result
 
 
@@ -131,6 +136,7 @@ def main() -> None:
     parser.add_argument("--swap-every", type=float, default=2)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--servers", default="baton,mlserver")
+    parser.add_argument("--plot", type=Path, help="also draw latency over time to this PNG")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -198,6 +204,11 @@ def main() -> None:
             summary,
         )
     )
+    if args.plot is not None:
+        from bench.plots import latency_through_swaps
+
+        latency_through_swaps(args.plot, [r["timeline"] for r in results])
+        print(f"\nplot: {args.plot}")
 
 
 if __name__ == "__main__":
