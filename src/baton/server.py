@@ -59,6 +59,8 @@ __all__ = ["BatonServer", "bind_socket"]
 log = logging.getLogger("baton")
 #: How often idle sequences are ended and the live-sequence gauges updated (seconds).
 SEQUENCE_SWEEP_SECONDS = 1.0
+#: How often an open dashboard's fleet grid is read from etcd (seconds).
+FLEET_GRID_SECONDS = 2.0
 
 
 class BatonServer:
@@ -130,7 +132,8 @@ class BatonServer:
             self.access,
             self.audit.path if self.audit else None,
         )
-        self.live = self.context.live = LiveFeed(self.context)
+        self._fleet_grid: dict | None = None  # nodes x models, refreshed while in a fleet
+        self.live = self.context.live = LiveFeed(self.context, lambda: self._fleet_grid)
         if self.pool is not None:
             self._attach_pool(self.pool)
         self._grpc: grpc.aio.Server | None = None
@@ -259,6 +262,7 @@ class BatonServer:
         self.live.start()
         if self.fleet is not None:
             self._tasks.extend(self.fleet.start(loop))
+            self._tasks.append(loop.create_task(self._watch_fleet_grid(), name="fleet grid"))
         for source in self.sources:
             self._tasks.append(
                 loop.create_task(source.run(self.manager.publish), name=f"source {source.name}")
@@ -269,6 +273,25 @@ class BatonServer:
         while True:
             await asyncio.sleep(SEQUENCE_SWEEP_SECONDS)
             self.metrics.observe_sequences(self.manager.sweep_sequences())
+
+    async def _watch_fleet_grid(self) -> None:
+        """Every few seconds, while dashboards are open: the fleet's nodes x models (from etcd,
+        off the loop); an unreachable store keeps the last grid, marked as stale."""
+        assert self.fleet is not None
+        from baton.fleet.operations import fleet_state  # the fleet extra: only in a fleet
+        from baton.fleet.verdict import grid
+
+        while True:
+            await asyncio.sleep(FLEET_GRID_SECONDS)
+            if not self.live.clients:
+                continue
+            try:
+                state = await asyncio.to_thread(fleet_state, self.fleet.store)
+            except Exception as exc:  # etcd unreachable: unknown, not empty
+                if self._fleet_grid is not None:
+                    self._fleet_grid = self._fleet_grid | {"stale": str(exc)}
+                continue
+            self._fleet_grid = grid(state.verdict, state.leader)
 
     async def _tune_gc_once_synced(self) -> None:
         await self.manager.wait_until(lambda: self.manager.synced, timeout=float("inf"))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from baton.fleet.rollout import FleetRollout, Target, desired
 
-__all__ = ["Cell", "Verdict", "fleet_verdict"]
+__all__ = ["Cell", "Verdict", "fleet_verdict", "grid"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +86,24 @@ def fleet_verdict(
     running = any(not r.finished for r in rollouts.values())
     status = "diverged" if diverged else "converging" if converging or running else "converged"
     return Verdict(status, tuple(cells), diverged, converging)
+
+
+def grid(verdict: Verdict, leader: str | None = None) -> dict:
+    """Nodes x models for the dashboard: what each node serves (version, digest) against what
+    the fleet wants, each cell's state, and which nodes have diverged."""
+    models = sorted({c.model for c in verdict.cells})
+    nodes: dict[str, dict] = {}
+    for c in verdict.cells:
+        node = nodes.setdefault(c.node, {"name": c.node, "diverged": False, "models": {}})
+        node["diverged"] = node["diverged"] or c.state == "diverged"
+        node["models"][c.model] = {
+            "version": c.serves, "want": c.want.version if c.want else None,
+            "digest": c.digest, "state": c.state, "why": c.why,
+        }  # fmt: skip
+    return {
+        "status": verdict.status,
+        "leader": leader,
+        "diverged": list(verdict.diverged),
+        "models": models,
+        "nodes": [nodes[name] for name in sorted(nodes)],
+    }

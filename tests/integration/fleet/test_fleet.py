@@ -6,6 +6,7 @@ Each test starts its own etcd, S3 stand-in and nodes on loopback and stops them 
 from __future__ import annotations
 
 import itertools
+import json
 import time
 
 import httpx
@@ -163,7 +164,7 @@ def test_a_node_whose_repository_holds_other_bytes_is_diverged_never_fine(
     processes, etcd, s3, tmp_path
 ):
     repo = FleetRepo(s3, tmp_path, versions=(1,))
-    on_version(processes, etcd, repo, 1)
+    nodes = on_version(processes, etcd, repo, 1)
     other = tmp_path / "other"
     (other / "m").mkdir(parents=True)
     (other / "m" / "model.yaml").write_bytes(b"version_policy: {latest: 1}\n")
@@ -178,6 +179,22 @@ def test_a_node_whose_repository_holds_other_bytes_is_diverged_never_fine(
     status = baton_fleet(etcd, "status")
     assert "verdict: diverged" in status.stdout and "other bytes" in status.stdout
     assert not serves(state, "d", 1)  # it never loaded the odd bytes as the fleet's version
+    grid = dashboard_fleet_grid(nodes["a"].url)  # what any node's dashboard shows
+    assert grid["status"] == "diverged" and grid["models"] == ["m"]
+    rows = {n["name"]: n for n in grid["nodes"]}
+    assert rows["d"]["diverged"] and rows["d"]["models"]["m"]["state"] == "diverged"
+    assert not rows["a"]["diverged"] and rows["a"]["models"]["m"]["version"] == 1
+
+
+def dashboard_fleet_grid(url: str, timeout: float = 20.0) -> dict:
+    """The first fleet grid a dashboard's live feed (``/dashboard/stream``) sends."""
+    deadline = time.monotonic() + timeout
+    with httpx.stream("GET", f"{url}/dashboard/stream", timeout=timeout) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data: ") and (grid := json.loads(line[6:]).get("fleet")):
+                return grid
+            assert time.monotonic() < deadline, "no fleet grid on the dashboard's feed"
+    raise AssertionError("the dashboard's feed ended")
 
 
 def test_etcd_down_for_ten_seconds_under_load_costs_nothing(processes, etcd, s3, tmp_path):

@@ -345,16 +345,25 @@ function renderFleet() {
   root.hidden = !fleet;
   if (!fleet) return;
   const models = fleet.models || [];
-  root.replaceChildren(el("h2", {}, "Fleet"), el("div", { class: "scroll" }, el("table", {},
-    el("thead", {}, el("tr", {}, el("th", {}, "node"), models.map((m) => el("th", {}, m)))),
-    el("tbody", {}, (fleet.nodes || []).map((n) => el("tr", { class: n.diverged ? "diverged" : "" },
-      el("td", {}, n.name, n.diverged ? " (diverged)" : ""),
-      models.map((m) => {
-        const cell = (n.models || {})[m] || {};
-        return el("td", { class: cell.converged === false ? "diverged" : "" },
-          cell.version === undefined ? "–" : "v" + cell.version,
-          cell.digest ? el("span", { class: "muted" }, " " + cell.digest.slice(0, 8)) : "");
-      })))))));
+  const status = fleet.status + (fleet.leader ? `, coordinator ${fleet.leader}` : "")
+    + (fleet.stale ? ` (etcd unreachable, last known: ${fleet.stale})` : "");
+  root.replaceChildren(
+    el("h2", {}, "Fleet ", el("span", { class: fleet.status === "diverged" ? "error" : "muted" }, status)),
+    el("div", { class: "scroll" }, el("table", {},
+      el("thead", {}, el("tr", {}, el("th", {}, "node"), models.map((m) => el("th", {}, m)))),
+      el("tbody", {}, (fleet.nodes || []).map((n) => el("tr", { class: n.diverged ? "diverged" : "" },
+        el("td", {}, n.name, n.diverged ? " (diverged)" : ""),
+        models.map((m) => {
+          const cell = (n.models || {})[m] || {};
+          const wants = cell.want !== null && cell.want !== undefined && cell.want !== cell.version
+            ? ` (wants v${cell.want})` : "";
+          return el("td", { class: cell.state === "diverged" ? "diverged" : "", title: cell.why || "" },
+            cell.version === null || cell.version === undefined ? "–" : "v" + cell.version, wants,
+            cell.digest ? el("span", { class: "muted" }, " " + cell.digest.slice(0, 8)) : "",
+            cell.state && cell.state !== "ok" && cell.state !== "unmanaged" ? " " + cell.state : "");
+        })))))),
+    fleet.diverged && fleet.diverged.length
+      ? el("ul", { class: "error" }, fleet.diverged.map((d) => el("li", {}, d))) : null);
 }
 
 function renderEvents() {
