@@ -45,7 +45,7 @@ async def test_ticks_and_events_reach_every_connected_dashboard(monkeypatch):
     feed.disconnect(b)
     assert feed.clients == 1
     await feed.close()
-    while (item := a.get_nowait()) is not None:  # the stream ends after what was queued
+    while a.get_nowait() is not None:  # the stream ends after what was queued
         pass
     assert feed.clients == 0 and parse(feed.snapshot())[0] == "snapshot"
     assert feed.connect().get_nowait() is None  # nothing more to follow once closed
