@@ -626,7 +626,7 @@ def test_live_sequences_in_baton_models_and_admin_api(server):
         assert live(server.url) == {VERSION: 0}  # another model's sequences are its own
         http.step(a, 1.0, end=True, model="patient")
         assert live(server.url, "patient") == {VERSION: 1}
-        assert models_rows(server.url)["patient"].split()[4:] == ["default", "1", "sequences"]
+        assert models_rows(server.url)["patient"].split()[4:] == ["default", "1", "sequence"]
         http.step(b, 1.0, end=True, model="patient")
         assert live(server.url, "patient") == {VERSION: 0}
     finally:

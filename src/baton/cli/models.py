@@ -63,7 +63,8 @@ def format_models(models: list[dict]) -> str:
             if v.get("rejected"):
                 marks.append("rolled back")
             if v.get("sequences") is not None:
-                marks.append(f"{v['sequences']} sequences")
+                count = v["sequences"]
+                marks.append(f"{count} sequence{'' if count == 1 else 's'}")
             rows.append([m["name"], v["version"], v["state"], v["inflight"], " ".join(marks),
                          v["message"] or ""])  # fmt: skip
         if not m["versions"]:
