@@ -7,7 +7,7 @@ DEMO   := demo-repository
 PORT   ?= 8000
 
 # `make run-fleet`: etcd, an S3 stand-in and three nodes on loopback (see README: Fleet).
-.PHONY: setup frameworks run run-fleet etcd chromium test lint format proto bench-swap bench-memory bench-throughput bench-batching bench-profile bench-many-models bench-fleet bench-workers bench-peers clean
+.PHONY: setup frameworks run run-fleet etcd chromium test lint format proto bench-swap bench-memory bench-throughput bench-batching bench-profile bench-many-models bench-fleet bench-workers bench-sequences bench-peers clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -98,6 +98,9 @@ bench-fleet: $(BENCH) $(FLEETDEPS) etcd
 
 bench-workers: $(BENCH)
 	$(BIN)/python bench/workers.py
+
+bench-sequences: $(BENCH)
+	$(BIN)/python bench/sequences.py
 
 # MLServer, KServe, Ray Serve and TorchServe (Java) in venvs of their own: ~10 min to install
 bench-peers: $(BENCH)
