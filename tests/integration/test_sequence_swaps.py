@@ -67,6 +67,20 @@ def run_sequences(url: str, duration: float, mode: str, hook: bool = False) -> S
     return asyncio.run(traffic)
 
 
+def run_while(url: str, duration: float, delay: float, action) -> SequenceRun:
+    """Drain-mode sequences for ``duration`` seconds; ``action()`` runs ``delay`` s in."""
+    timer = threading.Timer(delay, action)
+    timer.start()
+    try:
+        return run_sequences(url, duration, "drain")
+    finally:
+        timer.join()
+
+
+def rollout_states(url: str) -> list[str]:
+    return [e["state"] for e in audit_entries(url) if e["kind"] == "rollout"]
+
+
 def assert_whole(run: SequenceRun) -> None:
     assert run.failed == 0 and run.broken == 0, run.problems
     assert run.sequences >= CONCURRENCY
@@ -122,17 +136,10 @@ def test_a_canary_assigns_whole_sequences_and_promotes_without_breaking_one(
     )
     model_dir, server = start(server_factory, tmp_path / "repo", yaml)
 
-    def publish_later() -> None:
-        write_sequence_version(model_dir, 2)
-
-    timer = threading.Timer(0.5, publish_later)
-    timer.start()
-    run = run_sequences(server.url, 6.0, "drain")
-    timer.join()
+    run = run_while(server.url, 6.0, 0.5, lambda: write_sequence_version(model_dir, 2))
     assert_whole(run)
     assert run.versions == {"1", "2"}
-    states = [e["state"] for e in audit_entries(server.url) if e["kind"] == "rollout"]
-    assert "PROMOTED" in states, states
+    assert "PROMOTED" in rollout_states(server.url)
 
 
 def test_an_aborted_canary_drains_its_sequences_on_the_candidate(server_factory, tmp_path):
@@ -148,17 +155,12 @@ def test_an_aborted_canary_drains_its_sequences_on_the_candidate(server_factory,
         what="the canary",
     )
 
-    def abort_later() -> None:
-        response = httpx.post(f"{server.url}/admin/models/acc/rollout/abort")
-        assert response.status_code == 200, response.text
-
-    timer = threading.Timer(1.5, abort_later)
-    timer.start()
-    run = run_sequences(server.url, 4.0, "drain")
-    timer.join()
+    aborted: list[httpx.Response] = []
+    abort = lambda: aborted.append(httpx.post(f"{server.url}/admin/models/acc/rollout/abort"))  # noqa: E731
+    run = run_while(server.url, 4.0, 1.5, abort)
+    assert aborted[0].status_code == 200, aborted[0].text
     assert_whole(run)
     assert run.versions == {"1", "2"}
-    states = [e["state"] for e in audit_entries(server.url) if e["kind"] == "rollout"]
-    assert "ABORTED" in states, states
+    assert "ABORTED" in rollout_states(server.url)
     retired = wait_for(lambda: [e for e in unloaded(server.url) if e["version"] == 2], timeout=30)
     assert retired[0]["data"]["sequences"] > 0 and retired[0]["data"]["sequences_cut"] == 0

@@ -34,7 +34,14 @@ from baton.serving.shadow import ShadowRunner
 from baton.serving.split import WeylSequence, key_point, split_point
 from baton.types import datatype_of, is_digits
 
-__all__ = ["DataPlane", "InferRequest", "InferResponse", "OutputTensor", "inference_error"]
+__all__ = [
+    "DataPlane",
+    "InferRequest",
+    "InferResponse",
+    "OutputTensor",
+    "inference_error",
+    "response_of",
+]
 
 log = logging.getLogger("baton.api")
 EXTENSIONS = ("binary_tensor_data", "model_repository", "sequence")
@@ -215,7 +222,7 @@ class DataPlane:
                         candidate, request.inputs, request.outputs, outputs,
                         handle, canary.shadow,
                     )  # fmt: skip
-            return _response(model, handle, outputs, request.id)
+            return response_of(model, handle, outputs, request.id)
         raise BatonError(f"model '{model}' changed while routing; retry")
 
     async def _step(
@@ -266,7 +273,7 @@ class DataPlane:
             sequence.last_used = time.monotonic()
             if control.end:
                 index.end(sequence, ENDED)
-        return _response(model, handle, outputs, request.id)
+        return response_of(model, handle, outputs, request.id)
 
     async def _run(
         self,
@@ -338,9 +345,10 @@ def _one_step(handle: VersionHandle, request: InferRequest) -> None:
             )
 
 
-def _response(
+def response_of(
     model: str, handle: VersionHandle, outputs: dict[str, np.ndarray], request_id: str | None
 ) -> InferResponse:
+    """The answer naming ``handle``'s version, each output with its declared datatype."""
     types = handle.output_datatypes
     return InferResponse(
         model,

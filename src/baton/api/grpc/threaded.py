@@ -30,8 +30,8 @@ from baton.api.dataplane import (
     DataPlane,
     InferRequest,
     InferResponse,
-    OutputTensor,
     inference_error,
+    response_of,
 )
 from baton.errors import BatonError, Unavailable
 from baton.loading.contract import check_inputs
@@ -39,7 +39,6 @@ from baton.observe.metrics import Metrics
 from baton.serving.handle import HandleClosed, VersionHandle
 from baton.serving.routing import choose_handle
 from baton.serving.serving_map import ServingMap
-from baton.types import datatype_of
 
 __all__ = ["ThreadedInfer", "wait_on_loop"]
 
@@ -116,16 +115,7 @@ class ThreadedInfer:
         finally:
             handle.release()
             self._dataplane.leave()
-        types = handle.output_datatypes
-        return InferResponse(
-            model,
-            str(handle.version),
-            [
-                OutputTensor(name, types.get(name) or datatype_of(array), array)
-                for name, array in outputs.items()
-            ],
-            request.id,
-        )
+        return response_of(model, handle, outputs, request.id)
 
     def _lease(
         self, model: str, version: str | None, request: InferRequest
