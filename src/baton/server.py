@@ -291,7 +291,7 @@ class BatonServer:
                 if self._fleet_grid is not None:
                     self._fleet_grid = self._fleet_grid | {"stale": str(exc)}
                 continue
-            self._fleet_grid = grid(state.verdict, state.leader)
+            self._fleet_grid = grid(state.verdict, state.leader, state.rollouts)
 
     async def _tune_gc_once_synced(self) -> None:
         await self.manager.wait_until(lambda: self.manager.synced, timeout=float("inf"))

@@ -88,9 +88,12 @@ def fleet_verdict(
     return Verdict(status, tuple(cells), diverged, converging)
 
 
-def grid(verdict: Verdict, leader: str | None = None) -> dict:
+def grid(
+    verdict: Verdict, leader: str | None = None, rollouts: Mapping[str, FleetRollout] | None = None
+) -> dict:
     """Nodes x models for the dashboard: what each node serves (version, digest) against what
-    the fleet wants, each cell's state, and which nodes have diverged."""
+    the fleet wants, each cell's state, which nodes have diverged, and each unfinished fleet
+    rollout's wave."""
     models = sorted({c.model for c in verdict.cells})
     nodes: dict[str, dict] = {}
     for c in verdict.cells:
@@ -106,4 +109,13 @@ def grid(verdict: Verdict, leader: str | None = None) -> dict:
         "diverged": list(verdict.diverged),
         "models": models,
         "nodes": [nodes[name] for name in sorted(nodes)],
+        "rollouts": [_wave(r) for r in (rollouts or {}).values() if not r.finished],
     }
+
+
+def _wave(r: FleetRollout) -> dict:
+    return {
+        "model": r.model, "stable": r.stable.version, "candidate": r.candidate.version,
+        "status": r.status, "wave": r.wave + 1, "waves": len(r.sizes),
+        "nodes": list(r.waved), "reason": r.reason,
+    }  # fmt: skip

@@ -180,7 +180,7 @@ def test_a_node_whose_repository_holds_other_bytes_is_diverged_never_fine(
     assert "verdict: diverged" in status.stdout and "other bytes" in status.stdout
     assert not serves(state, "d", 1)  # it never loaded the odd bytes as the fleet's version
     grid = dashboard_fleet_grid(nodes["a"].url)  # what any node's dashboard shows
-    assert grid["status"] == "diverged" and grid["models"] == ["m"]
+    assert grid["status"] == "diverged" and grid["models"] == ["m"] and grid["rollouts"] == []
     rows = {n["name"]: n for n in grid["nodes"]}
     assert rows["d"]["diverged"] and rows["d"]["models"]["m"]["state"] == "diverged"
     assert not rows["a"]["diverged"] and rows["a"]["models"]["m"]["version"] == 1

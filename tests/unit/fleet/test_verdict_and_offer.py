@@ -10,7 +10,7 @@ from baton.fleet.coordinator import node_models
 from baton.fleet.operations import FleetError, _serving_target, version_digest
 from baton.fleet.rollout import FleetGates, Target, gate_values, start
 from baton.fleet.source import FleetView, fleet_offer
-from baton.fleet.verdict import fleet_verdict
+from baton.fleet.verdict import fleet_verdict, grid
 from baton.sources.base import ModelSpec
 
 T2 = Target(2, "d2")
@@ -51,6 +51,23 @@ def test_one_diverged_node_makes_the_fleet_diverged_whatever_the_others_do():
     assert verdict.status == "diverged"
     assert verdict.diverged == ("b/m: serves version 2 with other bytes",)
     assert verdict.converging == ("c/m: not yet on version 2",)
+
+
+def test_the_dashboard_grid_marks_diverged_nodes_and_shows_the_rollout_wave():
+    r = replace(start("m", Target(1, "d1"), T2, ("a", "b"), (1, 2)), waved=("a",))
+    reports = {"a": report(2, {"2": "d2"}), "b": report(2, {"2": "bad"})}
+    view = grid(fleet_verdict({"m": T2}, {}, reports), "a", {"m": r})
+    assert (view["status"], view["leader"], view["models"]) == ("diverged", "a", ["m"])
+    a, b = view["nodes"]
+    assert (a["name"], a["diverged"], a["models"]["m"]["state"]) == ("a", False, "ok")
+    assert (b["name"], b["diverged"], b["models"]["m"]) == ("b", True, {
+        "version": 2, "want": 2, "digest": "bad", "state": "diverged",
+        "why": "serves version 2 with other bytes"})  # fmt: skip
+    wave = {"model": "m", "stable": 1, "candidate": 2, "status": "RUNNING", "wave": 1,
+            "waves": 2, "nodes": ["a"], "reason": None}  # fmt: skip
+    assert view["rollouts"] == [wave]
+    finished = replace(r, status="PROMOTED")
+    assert grid(fleet_verdict({"m": T2}, {}, reports), None, {"m": finished})["rollouts"] == []
 
 
 def test_during_a_rollout_unwaved_nodes_are_judged_against_the_stable_version():

@@ -363,7 +363,10 @@ function renderFleet() {
             cell.state && cell.state !== "ok" && cell.state !== "unmanaged" ? " " + cell.state : "");
         })))))),
     fleet.diverged && fleet.diverged.length
-      ? el("ul", { class: "error" }, fleet.diverged.map((d) => el("li", {}, d))) : null);
+      ? el("ul", { class: "error" }, fleet.diverged.map((d) => el("li", {}, d))) : null,
+    (fleet.rollouts || []).map((r) => el("p", { class: "rollout-status" },
+      `fleet rollout of ${r.model}: v${r.stable} → v${r.candidate}, ${r.status}, wave ${r.wave} of ${r.waves}`,
+      r.nodes.length ? ` (on ${r.nodes.join(", ")})` : "", r.reason ? " — " + r.reason : "")));
 }
 
 function renderEvents() {
