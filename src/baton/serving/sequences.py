@@ -223,30 +223,34 @@ class SequenceIndex:
         target_for: Callable[[Sequence], VersionHandle | None],
         convert: Callable[..., object],
     ) -> Migration:
-        """Carry every live sequence of ``handle`` to ``target_for(sequence)``: each waits for
-        its request under way, then ``await convert(target_store.convert, state, source)``
-        builds its new state. A sequence without a target, or whose state cannot be carried
-        (the reason is counted), stays on ``handle`` to drain."""
+        """Carry every live sequence of ``handle`` to ``target_for(sequence)``, all at once:
+        each waits for its own request under way (not for the others'), then
+        ``await convert(target_store.convert, state, source)`` builds its new state. A sequence
+        without a target, or whose state cannot be carried (the reason is counted), stays on
+        ``handle`` to drain."""
         moved: dict[int, int] = {}
         stayed: dict[str, int] = {}
-        for sequence in self.on(handle):
+
+        async def carry(sequence: Sequence) -> None:
             async with sequence.lock:
                 if sequence.gone is not None or sequence.handle is not handle:
-                    continue
+                    return
                 target = target_for(sequence)
                 store = target.sequences if target is not None else None
                 if target is None or target is handle or store is None:
                     why = "no version with sequences to migrate to"
                     stayed[why] = stayed.get(why, 0) + 1
-                    continue
+                    return
                 try:
                     state = await convert(store.convert, sequence.state, sequence.store)
                     store.admit()
                 except Exception as exc:  # the reason is reported; the sequence stays
                     why = str(exc)
                     stayed[why] = stayed.get(why, 0) + 1
-                    continue
+                    return
                 sequence.store.release()
                 sequence.handle, sequence.state = target, state
                 moved[target.version] = moved.get(target.version, 0) + 1
+
+        await asyncio.gather(*(carry(sequence) for sequence in self.on(handle)))
         return Migration(moved, stayed)
