@@ -335,7 +335,7 @@ def _one_step(handle: VersionHandle, request: InferRequest) -> None:
     """Refuse a sequence's request that carries more (or less) than one step: a state with a
     batch dimension is fed as a batch of one."""
     store = handle.sequences
-    if store is None or not any(s.batched for s in store.specs):
+    if store is None or not store.batched:
         return
     for name, array in request.inputs.items():
         if array.ndim == 0 or array.shape[0] != 1:

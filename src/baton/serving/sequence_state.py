@@ -73,6 +73,10 @@ class VersionSequences:
         self.hook = hook
         self.live = 0  # sequences whose state lives here
         self.state_bytes = sum(s.nbytes for s in specs)  # one sequence's state
+        self.state_outputs: tuple[str, ...] = tuple(s.output for s in specs)
+        #: a request of this version's sequences is a batch of one (its state gets a batch
+        #: dimension); checked per request
+        self.batched = any(s.batched for s in specs)
 
     # ---- building ------------------------------------------------------------------------
     @staticmethod
@@ -129,10 +133,6 @@ class VersionSequences:
             tuple(t for t in signature.outputs if t.name not in outputs),
         )
 
-    @property
-    def state_outputs(self) -> tuple[str, ...]:
-        return tuple(s.output for s in self.specs)
-
     # ---- admission ----------------------------------------------------------------------
     def initial(self) -> State:
         return {s.input: s.initial.copy() for s in self.specs}
@@ -175,7 +175,8 @@ class VersionSequences:
                     f"model '{self.model}' version {self.version} returned {got} for state "
                     f"output '{s.output}', declared {list(s.shape)}; the state is unchanged"
                 )
-            state[s.input] = np.ascontiguousarray(value, s.initial.dtype)
+            # a copy: ``value`` may be a row of a whole batch's output, which must not stay alive
+            state[s.input] = np.array(value, s.initial.dtype)
         return state
 
     # ---- migration ----------------------------------------------------------------------
