@@ -2,3 +2,5 @@
 
 Hand-written, with no third-party JavaScript: nothing is loaded from anywhere but the server.
 """
+
+__all__: list[str] = []
