@@ -164,3 +164,40 @@ def test_an_aborted_canary_drains_its_sequences_on_the_candidate(server_factory,
     assert "ABORTED" in rollout_states(server.url)
     retired = wait_for(lambda: [e for e in unloaded(server.url) if e["version"] == 2], timeout=30)
     assert retired[0]["data"]["sequences"] > 0 and retired[0]["data"]["sequences_cut"] == 0
+
+
+def step(
+    url: str, sequence_id: int, x: float, version: str | None = None, **flags
+) -> httpx.Response:
+    path = f"/v2/models/acc/versions/{version}/infer" if version else "/v2/models/acc/infer"
+    body = {
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [x]}],
+        "parameters": {
+            "sequence_id": sequence_id,
+            **{f"sequence_{k}": v for k, v in flags.items()},
+        },
+    }
+    return httpx.post(url + path, json=body)
+
+
+def test_a_sequence_finishes_on_its_draining_version_even_when_it_names_it_or_the_model_goes(
+    server_factory, tmp_path
+):
+    model_dir, server = start(server_factory, tmp_path / "repo", f"sequence:\n{STATE}")
+    assert step(server.url, 1, 2.0, "1", start=True).json()["outputs"][0]["data"] == [2.0]
+    assert step(server.url, 2, 3.0, start=True).status_code == 200
+    write_sequence_version(model_dir, 2)
+    wait_for(lambda: step(server.url, 99, 1.0, start=True, end=True).json()["model_version"]
+             == "2", timeout=30)  # fmt: skip
+    answer = step(server.url, 1, 1.0, "1")  # named version, now draining: still its own
+    assert (answer.status_code, answer.json()["model_version"]) == (200, "1"), answer.text
+    assert answer.json()["outputs"][0]["data"] == [3.0]
+    refused = step(server.url, 1, 1.0, "2")
+    assert refused.status_code == 400 and "is on version 1" in refused.text
+    model_dir.rename(tmp_path / "gone")  # the model is withdrawn from the repository
+    plain = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1.0]}]}
+    wait_for(lambda: httpx.post(f"{server.url}/v2/models/acc/infer", json=plain).status_code
+             == 404, timeout=30)  # fmt: skip
+    last = step(server.url, 2, 1.0, end=True)  # its sequences still finish where they started
+    assert (last.status_code, last.json()["outputs"][0]["data"]) == (200, [4.0]), last.text
+    assert step(server.url, 1, 1.0, end=True).json()["outputs"][0]["data"] == [4.0]

@@ -30,6 +30,7 @@ from baton.observe.metrics import Metrics
 from baton.serving.handle import HandleClosed, VersionHandle
 from baton.serving.routing import choose_handle
 from baton.serving.sequences import CUT, ENDED, SequenceControl, sequence_control
+from baton.serving.serving_map import ModelRoute
 from baton.serving.shadow import ShadowRunner
 from baton.serving.split import WeylSequence, key_point, split_point
 from baton.types import datatype_of, is_digits
@@ -231,10 +232,11 @@ class DataPlane:
         """One request of a sequence: on the version the sequence is bound to (its START is
         routed, a canary placing it by its id), after the sequence's previous request."""
         route = self._manager.serving_map.get(model)
-        if route is None:
-            raise NotFound(f"unknown model '{model}'")
-        index = route.sequences
-        if index is None:
+        # a model withdrawn from the repository still finishes the sequences it drains
+        index = route.sequences if route is not None else self._manager.sequences.get(model)
+        if index is None or (route is None and control.start):
+            if route is None:
+                raise NotFound(f"unknown model '{model}'")
             choose_handle(route, version)  # nothing serving yet: 503, an unknown version: 404
             raise InvalidRequest(
                 f"model '{model}' keeps no sequences: sequence_id needs a stateful model "
@@ -242,6 +244,7 @@ class DataPlane:
             )
         now = time.monotonic()
         if control.start:
+            assert route is not None
             point = key_point(str(control.id)) if route.canary and not version else 0.0
             handle = choose_handle(route, version, point)
             _one_step(handle, request)
@@ -249,7 +252,9 @@ class DataPlane:
         else:
             sequence = index.get(control.id, now)
             _one_step(sequence.handle, request)
-            if version and choose_handle(route, version) is not sequence.handle:
+            if version and not _names(version, sequence.handle, route):
+                if route is not None:
+                    choose_handle(route, version)  # one that is not serving at all: 404
                 raise InvalidRequest(
                     f"sequence {control.id!r} of model '{model}' is on version "
                     f"{sequence.handle.version}, not '{version}'; send its requests without a "
@@ -329,6 +334,14 @@ class DataPlane:
             return request.session
         value = request.parameters.get(self.session_parameter) if self.session_parameter else None
         return None if value is None or isinstance(value, bool) else str(value)
+
+
+def _names(requested: str, handle: VersionHandle, route: ModelRoute | None) -> bool:
+    """Whether a request for version (or label) ``requested`` may go to ``handle``: its own
+    number (routable or draining), or a label that names it now."""
+    if is_digits(requested):
+        return int(requested) == handle.version
+    return route is not None and route.labels.get(requested) == handle.version
 
 
 def _one_step(handle: VersionHandle, request: InferRequest) -> None:

@@ -30,6 +30,9 @@ __all__ = ["Drained", "SequencesRetired", "drain_and_unload", "retire_sequences"
 
 #: How often a version waiting for its sequences checks whether they have ended (seconds).
 SEQUENCE_POLL = 0.05
+#: Migration gets the sequence drain_timeout, and at least this long (seconds): a timeout of 0
+#: means "do not wait for sequences to end", not "do not migrate them".
+MIGRATION_FLOOR = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +77,13 @@ async def retire_sequences(
     settings: SequenceSettings,
     target_for: Callable[[Sequence], VersionHandle | None],
     executor: Executor,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> SequencesRetired:
     """Move or wait out the live sequences of a closed ``handle`` (see the module docstring);
-    migration hooks run on ``executor``."""
+    migration hooks run on ``executor``; migrating takes at most the sequence
+    ``drain_timeout`` (at least ``MIGRATION_FLOOR``), waiting for the rest to end at most what
+    is left of it, and waiting ends as soon as ``stopping()`` (the server is shutting down: the
+    rest are cut)."""
     started = time.perf_counter()
     live = len(index.on(handle))
     migration = None
@@ -86,9 +93,10 @@ async def retire_sequences(
         async def convert(fn, *args):
             return await loop.run_in_executor(executor, fn, *args)
 
-        migration = await index.migrate(handle, target_for, convert)
+        limit = max(settings.drain_timeout, MIGRATION_FLOOR)
+        migration = await index.migrate(handle, target_for, convert, limit)
     deadline = started + settings.drain_timeout
-    while index.on(handle) and time.perf_counter() < deadline:
+    while index.on(handle) and time.perf_counter() < deadline and not stopping():
         await asyncio.sleep(SEQUENCE_POLL)
     cut = index.cut(handle)
     return SequencesRetired(live, migration, time.perf_counter() - started, cut)

@@ -112,6 +112,8 @@ class Manager:
             **({"runtime_factory": runtime_factory} if runtime_factory else {}),
         )
         self._unloader = ThreadPoolExecutor(1, thread_name_prefix="baton-unload")
+        #: sequence migration hooks: their own thread, so a slow hook delays no unload
+        self._hooks = ThreadPoolExecutor(1, thread_name_prefix="baton-migrate")
         self._loads: dict[tuple[str, int], asyncio.Task] = {}
         self._drains: dict[str, set[asyncio.Task]] = {}
         self._loop_task: asyncio.Task | None = None
@@ -333,6 +335,7 @@ class Manager:
         await self.wait_drained()
         self._loader.shutdown()
         self._unloader.shutdown(wait=True)
+        self._hooks.shutdown(wait=False, cancel_futures=True)  # a stuck hook holds no one up
 
     # ---- scheduling ---------------------------------------------------------------------
     def _operator(self, m: ModelRecord) -> None:
@@ -485,6 +488,9 @@ class Manager:
             reason = "drain_timeout"
             message = (f"drain timeout after {m.settings.drain_timeout:g} s with "
                        f"{drained.inflight} in flight; unloaded anyway")  # fmt: skip
+        elif retired is not None and retired.cut and self._stopping:
+            reason = "shutdown"
+            message = f"{retired.cut} of {retired.live} live sequences ended: the server stopped"
         elif retired is not None and retired.cut:
             reason = "sequence_drain_timeout"
             message = (
@@ -502,8 +508,9 @@ class Manager:
 
     # ---- sequences ----------------------------------------------------------------------
     async def _retire_sequences(self, m: ModelRecord, handle: VersionHandle) -> SequencesRetired:
-        """Migrate or wait out the live sequences of a retired stateful version (at shutdown:
-        end them at once), and say what happened in a ``sequences`` event."""
+        """Migrate or wait out the live sequences of a retired stateful version (from the moment
+        the server starts stopping: end them, whenever the version retired), and say what
+        happened in a ``sequences`` event."""
         assert handle.sequences is not None
         handle.close()
         settings = m.settings.sequence or handle.sequences.settings
@@ -521,7 +528,8 @@ class Manager:
             except BatonError:
                 return None
 
-        retired = await retire_sequences(index, handle, settings, target_for, self._unloader)
+        retired = await retire_sequences(index, handle, settings, target_for, self._hooks,
+                                         lambda: self._stopping)  # fmt: skip
         if retired.live:
             migration = retired.migration
             self.events.publish(

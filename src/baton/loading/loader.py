@@ -125,7 +125,9 @@ class Loader:
                 signature = apply_overrides(runtime.signature(), settings.inputs, settings.outputs)
             except ValueError as exc:
                 raise VersionFailed("bad_config", str(exc)) from None
-            sequences = _sequences(model, version, settings, signature, runtime, source.path)
+            sequences = await run(  # a migrate hook's module code runs here: off the loop
+                _sequences, model, version, settings, signature, runtime, source.path
+            )
             public = signature if sequences is None else sequences.public_signature(signature)
             if reference is not None and not settings.allow_breaking_change:
                 _check_contract(reference, public, runtime.structure())

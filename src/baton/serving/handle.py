@@ -12,8 +12,8 @@ Leases may be taken and returned on any thread (the gRPC server answers on its o
 lock guards the count. After the manager removes a version from the serving map it closes the
 handle and awaits :meth:`VersionHandle.drained` on the event loop
 (:mod:`baton.control.drain`); only then (or after the drain timeout, which is reported) is the
-runtime unloaded. A closed handle refuses new leases with :class:`HandleClosed`, which the data
-plane answers by routing again.
+runtime unloaded. A closed handle refuses new leases with :class:`HandleClosed` (the data plane
+answers by routing again), except those of the sequences bound to it (below).
 """
 
 from __future__ import annotations
@@ -151,6 +151,11 @@ class VersionHandle:
             return True
         except TimeoutError:
             return False
+
+    @property
+    def closed(self) -> bool:
+        """Retired: it takes no new requests (but its sequences', until :meth:`end_sequences`)."""
+        return self._closed
 
     def close(self) -> None:
         """Refuse new leases from now on (leases already taken run to completion), except

@@ -211,9 +211,9 @@ class VersionSequences:
 
 
 def _import_hook(version_dir: Path | None, name: str) -> MigrateHook:
-    """``migrate`` from the version's hook file (verified with the rest of the version), run
-    from the bytes read: no bytecode is written and the module is registered only while its
-    code runs."""
+    """``migrate`` from the version's hook file (read from the verified copy when the version
+    has a manifest; its name is signed with the code settings), run from the bytes read: no
+    bytecode is written and the module is registered only while its code runs."""
     path = version_dir / name if version_dir is not None else None
     if path is None or not path.is_file() or path.is_symlink():
         raise VersionFailed("bad_sequence_config", f"migrate_hook {name} is not in the version")

@@ -161,6 +161,9 @@ class SequenceIndex:
         :class:`Conflict` for a live id, :class:`InvalidRequest` for a version without
         sequences and :class:`TooManyRequests` when the version's store is full."""
         live = self.live.get(sequence_id)
+        if live is not None and self._idle(live, now):
+            self.end(live, IDLE)
+            live = None
         if live is not None:
             raise Conflict(
                 f"{self._name(sequence_id)} is already live (on version {live.handle.version}); "
@@ -222,14 +225,19 @@ class SequenceIndex:
         handle: VersionHandle,
         target_for: Callable[[Sequence], VersionHandle | None],
         convert: Callable[..., object],
+        timeout: float | None = None,
     ) -> Migration:
         """Carry every live sequence of ``handle`` to ``target_for(sequence)``, all at once:
         each waits for its own request under way (not for the others'), then
         ``await convert(target_store.convert, state, source)`` builds its new state. A sequence
-        without a target, or whose state cannot be carried (the reason is counted), stays on
-        ``handle`` to drain."""
+        without a target, whose state cannot be carried, whose target retired meanwhile, or
+        not carried within ``timeout`` seconds (the reason is counted) stays on ``handle`` to
+        drain."""
         moved: dict[int, int] = {}
         stayed: dict[str, int] = {}
+
+        def stay(why: str) -> None:
+            stayed[why] = stayed.get(why, 0) + 1
 
         async def carry(sequence: Sequence) -> None:
             async with sequence.lock:
@@ -238,19 +246,24 @@ class SequenceIndex:
                 target = target_for(sequence)
                 store = target.sequences if target is not None else None
                 if target is None or target is handle or store is None:
-                    why = "no version with sequences to migrate to"
-                    stayed[why] = stayed.get(why, 0) + 1
-                    return
+                    return stay("no version with sequences to migrate to")
                 try:
                     state = await convert(store.convert, sequence.state, sequence.store)
+                    if target.closed:  # it retired while the state was converted
+                        return stay(f"version {target.version} retired during the migration")
                     store.admit()
                 except Exception as exc:  # the reason is reported; the sequence stays
-                    why = str(exc)
-                    stayed[why] = stayed.get(why, 0) + 1
-                    return
+                    return stay(str(exc))
                 sequence.store.release()
                 sequence.handle, sequence.state = target, state
                 moved[target.version] = moved.get(target.version, 0) + 1
 
-        await asyncio.gather(*(carry(sequence) for sequence in self.on(handle)))
+        tasks = [asyncio.ensure_future(carry(sequence)) for sequence in self.on(handle)]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            for task in late:
+                task.cancel()
+                stay("not migrated within the sequence drain_timeout")
+            if late:
+                await asyncio.wait(late)
         return Migration(moved, stayed)

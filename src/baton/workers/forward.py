@@ -56,16 +56,20 @@ class SupervisorProxy:
             response = await self.client.send(request, stream=True)
         except httpx.HTTPError as exc:
             return await _answer(send, 503, f"the node's supervisor is not answering ({exc})")
+        gone = asyncio.ensure_future(_disconnected(receive))  # an endless stream's client left
         try:
             out = [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP]
             await send({"type": "http.response.start", "status": response.status_code,
                         "headers": out})  # fmt: skip
             async for chunk in response.aiter_raw():
+                if gone.done():
+                    return  # stop reading from the supervisor: nobody listens any more
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         except httpx.HTTPError:
             pass  # the supervisor went away mid-answer; the client sees a cut response
         finally:
+            gone.cancel()
             await response.aclose()
 
     async def _body(self, receive) -> bytes | None:
@@ -86,6 +90,12 @@ class SupervisorProxy:
 
 class _TooLarge(Exception):
     pass
+
+
+async def _disconnected(receive) -> None:
+    """Return once the client has disconnected (after its whole request was received)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _answer(send, status: int, message: str) -> None:

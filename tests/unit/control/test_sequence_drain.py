@@ -241,3 +241,58 @@ async def test_drain_and_unload_ends_sequence_leases(executor):
     assert not drained.forced and handle.runtime.unloaded
     with pytest.raises(HandleClosed):
         handle.acquire(sequence=True)
+
+
+# ---- what the review found: races, hangs, shutdown ---------------------------------------
+
+
+async def test_a_target_that_retires_while_the_state_converts_keeps_the_sequence_home():
+    index, old, new = SequenceIndex("m"), make_handle(1), make_handle(2)
+    index.start(1, old, 0.0)
+
+    async def convert(fn, *args):
+        new.close()  # a rollback retired the target meanwhile
+        return fn(*args)
+
+    migration = await index.migrate(old, lambda s: new, convert)
+    assert migration.moved == {} and migration.stayed == {
+        "version 2 retired during the migration": 1
+    }
+    assert index.get(1).handle is old and (old.sequences.live, new.sequences.live) == (1, 0)
+
+
+async def test_a_hook_that_hangs_is_given_up_after_the_timeout():
+    index, old, new = SequenceIndex("m"), make_handle(1), make_handle(2)
+    index.start(1, old, 0.0)
+    never = asyncio.Event()
+
+    async def convert(fn, *args):
+        await never.wait()
+
+    migration = await index.migrate(old, lambda s: new, convert, timeout=0.05)
+    assert migration.stayed == {"not migrated within the sequence drain_timeout": 1}
+    sequence = index.get(1)
+    assert sequence.handle is old and not sequence.lock.locked()  # its requests go on
+
+
+async def test_shutdown_stops_the_wait_and_cuts_what_is_left(executor):
+    index, old = SequenceIndex("m"), make_handle(1)
+    index.start(1, old, 0.0)
+    old.close()
+    stopping = threading.Event()
+    asyncio.get_running_loop().call_later(0.1, stopping.set)
+    retired = await retire_sequences(
+        index, old, settings(swap="drain", drain_timeout=300.0), lambda s: None, executor,
+        stopping.is_set,
+    )  # fmt: skip
+    assert retired.cut == 1 and retired.seconds < 2.0
+    with pytest.raises(InvalidRequest, match="was ended when its version was unloaded"):
+        index.get(1)
+
+
+def test_a_start_on_an_id_idle_past_its_timeout_begins_afresh():
+    index, handle = SequenceIndex("m"), make_handle(1)
+    first = index.start(1, handle, 0.0)
+    second = index.start(1, handle, 1000.0)  # idle_timeout is 60 s; the sweep has not run yet
+    assert second is not first and first.gone is not None
+    assert index.live[1] is second and handle.sequences.live == 1

@@ -19,6 +19,7 @@ import contextlib
 import inspect
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import grpc
@@ -41,6 +42,9 @@ SERVICE = "inference.GRPCInferenceService"
 #: most threads in all.
 GRPC_THREADS = max(2, os.cpu_count() or 2)
 GRPC_THREAD_LIMIT = 256
+#: ModelStreamInfer streams open at once (each holds a thread while it is open); more are
+#: refused with RESOURCE_EXHAUSTED, so streams never take every thread from unary calls.
+MAX_STREAMS = GRPC_THREAD_LIMIT // 2
 
 
 class InferenceServicer:
@@ -234,9 +238,19 @@ async def start_grpc_server(
         )
         for name, (request, response) in _RPCS.items()
     }
+    streams = threading.BoundedSemaphore(MAX_STREAMS)
+
+    def stream(requests: Iterator[bytes], context: grpc.ServicerContext):
+        if not streams.acquire(blocking=False):
+            busy = f"{MAX_STREAMS} streams are open, the most this server takes"
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, busy)
+        try:
+            yield from servicer.ModelStreamInfer(requests, pool.blocking)
+        finally:
+            streams.release()
+
     handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
-        lambda requests, context: servicer.ModelStreamInfer(requests, pool.blocking),
-        response_serializer=pb.ModelStreamInferResponse.SerializeToString,
+        stream, response_serializer=pb.ModelStreamInferResponse.SerializeToString
     )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     address = f"{host}:{port}"

@@ -30,6 +30,7 @@ from starlette.responses import StreamingResponse
 
 from baton.api.context import ApiContext, context
 from baton.api.http.admin import model_view, rollout_view
+from baton.errors import TooManyRequests, Unavailable
 from baton.observe.events import Event
 from baton.observe.series import TrafficSeries
 
@@ -39,6 +40,7 @@ log = logging.getLogger("baton.api")
 PERIOD = 1.0  # seconds between ticks
 HISTORY = 300.0  # seconds of traffic a new dashboard gets
 QUEUE = 256  # messages a dashboard may fall behind before it is dropped
+MAX_DASHBOARDS = 64  # open at once; more are refused (429) until some close
 PING = 15.0  # seconds of silence before a keep-alive comment
 RECENT_EVENTS = 200
 
@@ -143,8 +145,15 @@ class LiveFeed:
 
 
 async def stream(request: Request) -> StreamingResponse:
-    """``GET /dashboard/stream``: the live feed as ``text/event-stream``."""
-    feed: LiveFeed = context(request).live
+    """``GET /dashboard/stream``: the live feed as ``text/event-stream``; 503 where the server
+    has no feed, 429 beyond ``MAX_DASHBOARDS`` open at once."""
+    feed = context(request).live
+    if feed is None:
+        raise Unavailable("this server has no live feed")
+    if feed.clients >= MAX_DASHBOARDS:
+        raise TooManyRequests(
+            f"{feed.clients} dashboards are open, the most this server feeds; close one"
+        )
     queue = feed.connect()
 
     async def body() -> AsyncIterator[bytes]:
