@@ -22,6 +22,8 @@ const state = {
   history: {}, // model -> version -> [[t, requests, errors, p50, p99], ...]
   events: [],
   abort: null,
+  holding: false, // a pointer is down on the models: re-render after, so no click is lost
+  stale: false,
 };
 
 // ---- tiny DOM helper: el("td", {class: "x"}, "text", child, ...) ---------------------------
@@ -210,15 +212,23 @@ const modelPath = (name) => "/admin/models/" + encodeURIComponent(name);
 
 // ---- rendering ------------------------------------------------------------------------------
 function renderModels() {
+  if (state.holding) {
+    state.stale = true;
+    return;
+  }
   const root = document.getElementById("models");
   const open = new Set([...root.querySelectorAll("details[open]")].map((d) => d.dataset.key));
   root.replaceChildren(...(state.models.length
     ? state.models.map((m) => modelCard(m, open))
     : [el("p", { class: "muted" }, "no models")]));
   const filter = document.getElementById("event-filter");
-  const chosen = filter.value;
-  filter.replaceChildren(el("option", { value: "" }, "all models"),
-    ...state.models.map((m) => el("option", { value: m.name, selected: m.name === chosen }, m.name)));
+  const names = state.models.map((m) => m.name);
+  const shown = [...filter.options].slice(1).map((o) => o.value);
+  if (names.join("\n") !== shown.join("\n")) { // rebuilt only when the models change
+    const chosen = filter.value;
+    filter.replaceChildren(el("option", { value: "" }, "all models"),
+      ...names.map((name) => el("option", { value: name, selected: name === chosen }, name)));
+  }
 }
 
 function modelCard(m, open) {
@@ -394,4 +404,12 @@ document.getElementById("token-form").addEventListener("submit", (event) => {
   connect();
 });
 document.getElementById("event-filter").addEventListener("change", renderEvents);
+document.getElementById("models").addEventListener("pointerdown", () => { state.holding = true; });
+window.addEventListener("pointerup", () => setTimeout(() => { // after the click is dispatched
+  state.holding = false;
+  if (state.stale) {
+    state.stale = false;
+    renderModels();
+  }
+}, 0));
 connect();
