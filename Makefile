@@ -7,7 +7,7 @@ DEMO   := demo-repository
 PORT   ?= 8000
 
 # `make run-fleet`: etcd, an S3 stand-in and three nodes on loopback (see README: Fleet).
-.PHONY: setup frameworks run run-fleet etcd chromium test lint format proto bench-swap bench-memory bench-throughput bench-batching bench-profile bench-many-models bench-fleet bench-workers bench-sequences bench-peers clean
+.PHONY: setup frameworks run run-fleet etcd chromium test screenshot lint format proto bench-swap bench-memory bench-throughput bench-batching bench-profile bench-many-models bench-fleet bench-workers bench-sequences bench-peers clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,10 @@ proto: setup
 
 test: setup frameworks etcd chromium lint
 	$(BIN)/pytest
+
+# The README's picture of the dashboard, taken by the browser test during a canary rollout.
+screenshot: setup chromium
+	BATON_SCREENSHOT=docs/dashboard.png $(BIN)/pytest -q tests/integration/test_dashboard.py -k canary
 
 BENCH := $(VENV)/.bench-installed
 $(BENCH): $(STAMP)
