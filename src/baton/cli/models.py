@@ -69,6 +69,8 @@ def format_models(models: list[dict]) -> str:
                          v["message"] or ""])  # fmt: skip
         if not m["versions"]:
             rows.append([m["name"], "", "no versions", "", "", m["config_error"] or ""])
+        elif m.get("config_error"):  # the last valid settings hold meanwhile
+            rows.append([m["name"], "", "model.yaml", "", "invalid", m["config_error"]])
     return table(["MODEL", "VERSION", "STATE", "INFLIGHT", "ROUTING", "LAST ERROR"], rows)
 
 
