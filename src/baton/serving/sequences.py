@@ -125,6 +125,7 @@ class SequenceIndex:
         self.model = model
         self.live: dict[SequenceId, Sequence] = {}
         self._gone: OrderedDict[SequenceId, str] = OrderedDict()
+        self._idled: dict[int, int] = {}  # version -> idle ends not yet reported by expire()
 
     def _name(self, sequence_id: SequenceId) -> str:
         shown = repr(sequence_id) if isinstance(sequence_id, str) else sequence_id
@@ -188,6 +189,9 @@ class SequenceIndex:
             return
         sequence.gone = why
         sequence.store.release()
+        if why == IDLE:
+            version = sequence.handle.version
+            self._idled[version] = self._idled.get(version, 0) + 1
         if self.live.get(sequence.id) is sequence:
             del self.live[sequence.id]
         self._gone[sequence.id] = why
@@ -205,12 +209,12 @@ class SequenceIndex:
 
     def expire(self, now: float) -> dict[int, int]:
         """End sequences idle for longer than their version's ``idle_timeout`` (none with a
-        request under way); returns version -> how many ended."""
-        ended: dict[int, int] = {}
+        request under way); returns version -> how many ended idle since the last call (those
+        a request or a START found idle first included)."""
         for sequence in list(self.live.values()):
             if self._idle(sequence, now):
                 self.end(sequence, IDLE)
-                ended[sequence.handle.version] = ended.get(sequence.handle.version, 0) + 1
+        ended, self._idled = self._idled, {}
         return ended
 
     def cut(self, handle: VersionHandle) -> int:

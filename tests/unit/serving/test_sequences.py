@@ -476,3 +476,14 @@ async def test_migrate_leaves_other_versions_sequences_alone():
     migration = await index.migrate(old, lambda s: new, direct)
     assert migration.moved == {2: 1}
     assert bystander.handle is third and third.sequences.live == 1
+
+
+def test_idle_ends_found_by_a_request_are_reported_at_the_next_expire():
+    index, handle = SequenceIndex("m"), make_handle(idle_timeout=1.0)
+    index.start(1, handle, now=0.0)
+    index.start(2, handle, now=0.0)
+    with pytest.raises(InvalidRequest, match="was idle"):
+        index.get(1, now=5.0)  # a late request finds it idle before the sweep does
+    index.start(2, handle, now=5.0)  # a START on an idle id begins afresh
+    assert index.expire(now=5.0) == {1: 2}  # both idle ends, reported once
+    assert index.expire(now=5.0) == {}
