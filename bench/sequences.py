@@ -73,6 +73,7 @@ from baton.dev.sequence_traffic import HOOK_STEP, drive, write_sequence_version
 from baton.dev.testing import ServerProcess, audit_entries
 from baton.settings import parse_duration
 from bench.common import machine, stamp, table
+from bench.throughput_client import cpu_since, tree_cpu
 
 PLAIN, SEQ = "plain", "seq"  # the stateless and the stateful model
 CLIENT = "client-state"  # the running-sum model without `sequence:`: the client keeps the state
@@ -423,17 +424,6 @@ async def latency_block(url: str, side: str, concurrency: int, requests: int, st
     return total
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of the server's process tree so far."""
-    root = psutil.Process(pid)
-    total = 0.0
-    for p in (root, *root.children(recursive=True)):
-        with contextlib.suppress(psutil.Error):
-            t = p.cpu_times()
-            total += t.user + t.system
-    return total
-
-
 def latency_part(args, server: ServerProcess, ids: itertools.count) -> None:
     print(f"## 1. Latency per request, with and without state ({load_average()})\n", flush=True)
     url, pid = server.url, server.process.pid
@@ -445,9 +435,9 @@ def latency_part(args, server: ServerProcess, ids: itertools.count) -> None:
             asyncio.run(latency_block(url, side, c, args.block // 4, args.steps, ids, 99))
         for r in range(args.rounds):
             for side in (PLAIN, SEQ, CLIENT) if r % 2 == 0 else (CLIENT, SEQ, PLAIN):
-                before = cpu_seconds(pid)
+                before = tree_cpu(pid)
                 tally = asyncio.run(latency_block(url, side, c, args.block, args.steps, ids, r))
-                cpu[(c, side)] = cpu.get((c, side), 0.0) + cpu_seconds(pid) - before
+                cpu[(c, side)] = cpu.get((c, side), 0.0) + cpu_since(pid, before)
                 results.setdefault((c, side), Tally()).add(tally)
                 p50 = float(np.percentile(tally.latencies, 50)) * 1000
                 per_round.setdefault((c, side), []).append(p50)
@@ -523,11 +513,11 @@ def throughput_part(args, server: ServerProcess, ids: itertools.count) -> None:
     cpu = {PLAIN: [0.0, 0.0], SEQ: [0.0, 0.0]}  # server, client CPU seconds
     for r in range(args.tp_rounds):
         for side in (SEQ, PLAIN) if r % 2 == 0 else (PLAIN, SEQ):
-            server_before, client_before = cpu_seconds(pid), time.process_time()
+            server_before, client_before = tree_cpu(pid), time.process_time()
             tally, elapsed = asyncio.run(
                 throughput_block(url, side, c, args.tp_duration, steps, ids, r)
             )
-            cpu[side][0] += cpu_seconds(pid) - server_before
+            cpu[side][0] += cpu_since(pid, server_before)
             cpu[side][1] += time.process_time() - client_before
             runs[side].append((tally, elapsed))
             print(f"  round {r + 1} {side}: {tally.requests / elapsed:.0f} req/s", flush=True)

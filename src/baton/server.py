@@ -272,7 +272,7 @@ class BatonServer:
         """Once a second: end idle sequences and update the live-sequence gauges."""
         while True:
             await asyncio.sleep(SEQUENCE_SWEEP_SECONDS)
-            self.metrics.observe_sequences(self.manager.sweep_sequences())
+            self.metrics.observe_sequences(self.manager.sequences.sweep())
 
     async def _watch_fleet_grid(self) -> None:
         """Every few seconds, while dashboards are open: the fleet's nodes x models (from etcd,

@@ -653,5 +653,8 @@ def test_stateful_model_needs_one_worker(server_factory, tmp_path):
     x = {"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1.0]}
     r = web(s.url).post("/v2/models/acc/infer", json={"inputs": [x]})
     assert (r.status_code, r.json()) == (503, {"error": "model 'acc' has no version serving"})
+    step = {"inputs": [x], "parameters": {"sequence_id": 5}}  # on a worker, for no model at all
+    r = web(s.url).post("/v2/models/nothing/infer", json=step)
+    assert (r.status_code, r.json()) == (404, {"error": "unknown model 'nothing'"})
     plain = web(s.url).get("/admin/models/plain").json()["versions"]  # the stateless one serves
     assert [(v["version"], v["state"], v["sequences"]) for v in plain] == [(1, "SERVING", None)]

@@ -26,7 +26,13 @@ from baton.serving.handle import VersionHandle
 from baton.serving.sequences import Migration, Sequence, SequenceIndex
 from baton.settings import SequenceSettings
 
-__all__ = ["Drained", "SequencesRetired", "drain_and_unload", "retire_sequences"]
+__all__ = [
+    "Drained",
+    "SequencesRetired",
+    "drain_and_unload",
+    "retire_sequences",
+    "unload_report",
+]
 
 #: How often a version waiting for its sequences checks whether they have ended (seconds).
 SEQUENCE_POLL = 0.05
@@ -100,3 +106,27 @@ async def retire_sequences(
         await asyncio.sleep(SEQUENCE_POLL)
     cut = index.cut(handle)
     return SequencesRetired(live, migration, time.perf_counter() - started, cut)
+
+
+def unload_report(
+    drained: Drained, retired: SequencesRetired | None, drain_timeout: float, stopping: bool
+) -> tuple[str | None, str | None, dict]:
+    """(reason, message, data) of the UNLOADED state a retired version ends in: a forced
+    unload, sequences cut at shutdown or at the sequence drain timeout, or a clean drain."""
+    reason = message = None
+    if drained.forced:
+        reason = "drain_timeout"
+        message = (f"drain timeout after {drain_timeout:g} s with {drained.inflight} in flight; "
+                   "unloaded anyway")  # fmt: skip
+    elif retired is not None and retired.cut and stopping:
+        reason = "shutdown"
+        message = f"{retired.cut} of {retired.live} live sequences ended: the server stopped"
+    elif retired is not None and retired.cut:
+        reason = "sequence_drain_timeout"
+        message = (f"{retired.cut} of {retired.live} live sequences had not ended after "
+                   f"{retired.seconds:.1f} s (sequence drain_timeout): ended")  # fmt: skip
+    data: dict = {"drain_seconds": drained.seconds, "forced": drained.forced}
+    if retired is not None:
+        data |= {"sequences": retired.live, "sequences_cut": retired.cut,
+                 "sequence_drain_seconds": round(retired.seconds, 3)}  # fmt: skip
+    return reason, message, data

@@ -35,7 +35,7 @@ from dataclasses import asdict
 from baton.artifacts.files import VersionFiles, directory_bytes
 from baton.artifacts.verify import verify_version
 from baton.control import policy
-from baton.control.drain import SequencesRetired, drain_and_unload, retire_sequences
+from baton.control.drain import drain_and_unload, unload_report
 from baton.control.failures import consequences
 from baton.control.lifecycle import VersionState
 from baton.control.loads import LoadSlots, plan_load
@@ -46,8 +46,9 @@ from baton.control.rate_limits import limit_updates
 from baton.control.records import ModelRecord, PendingPin, RolloutRequest, VersionRecord
 from baton.control.rollout_driver import RolloutDriver
 from baton.control.rollouts import request_rollout, sync_windows
+from baton.control.sequences import Sequences
 from baton.control.transitions import Transitions
-from baton.errors import BatonError, Conflict, NotFound, VersionFailed
+from baton.errors import Conflict, NotFound, VersionFailed
 from baton.loading.loader import Loader, RuntimeFactory
 from baton.loading.preflight import MemoryLimits, MemoryPlan
 from baton.observe.events import EventBus
@@ -55,11 +56,7 @@ from baton.rollout import controller
 from baton.rollout.gates import GateConfig
 from baton.rollout.ratelimit import LoadMeter
 from baton.rollout.schedule import Rollout, RolloutPlan
-from baton.serving.handle import VersionHandle
-from baton.serving.routing import choose_handle
-from baton.serving.sequences import Sequence, SequenceIndex
 from baton.serving.serving_map import ServingMap
-from baton.serving.split import key_point
 from baton.settings import ModelSettings
 from baton.sources.base import ModelSpec, Offer, Unknown
 from baton.types import is_digits
@@ -92,10 +89,10 @@ class Manager:
         self._offers_changed = False
         self._unavailable: dict[str, str] = {}  # source → why it cannot see its store
         #: live sequences of each model that has had a stateful version (outlive serving maps)
-        self.sequences: dict[str, SequenceIndex] = {}
+        self.sequences = Sequences(events, lambda: self.serving_map, lambda: self._stopping)
         self._queue = ReconcileQueue(clock)
         self._t = Transitions(self._models, events, clock, self._changed_model, on_map,
-                              self.sequences)  # fmt: skip
+                              self.sequences.indexes)  # fmt: skip
         self._rollouts = RolloutDriver(events, self._t, self._queue, clock, rollout_period,
                                        self._rollout_changed)  # fmt: skip
         self._stopping = False
@@ -112,8 +109,6 @@ class Manager:
             **({"runtime_factory": runtime_factory} if runtime_factory else {}),
         )
         self._unloader = ThreadPoolExecutor(1, thread_name_prefix="baton-unload")
-        #: sequence migration hooks: their own thread, so a slow hook delays no unload
-        self._hooks = ThreadPoolExecutor(1, thread_name_prefix="baton-migrate")
         self._loads: dict[tuple[str, int], asyncio.Task] = {}
         self._drains: dict[str, set[asyncio.Task]] = {}
         self._loop_task: asyncio.Task | None = None
@@ -335,7 +330,7 @@ class Manager:
         await self.wait_drained()
         self._loader.shutdown()
         self._unloader.shutdown(wait=True)
-        self._hooks.shutdown(wait=False, cancel_futures=True)  # a stuck hook holds no one up
+        self.sequences.shutdown()
 
     # ---- scheduling ---------------------------------------------------------------------
     def _operator(self, m: ModelRecord) -> None:
@@ -431,7 +426,7 @@ class Manager:
         r.handle, r.signature, r.platform = handle, handle.signature, handle.runtime.platform
         r.memory = handle.memory_bytes
         if handle.sequences is not None:
-            self.sequences.setdefault(m.name, SequenceIndex(m.name))
+            self.sequences.adopt(m.name)
         self._t.set_state(m, r, S.READY, **warmed, memory_bytes=r.memory)
 
     def _memory_plan(self, m: ModelRecord, r: VersionRecord) -> MemoryPlan:
@@ -478,86 +473,16 @@ class Manager:
         task.add_done_callback(drains.discard)
 
     async def _drain(self, m: ModelRecord, r: VersionRecord) -> None:
-        retired = None
-        if r.handle is not None and r.handle.sequences is not None:
-            retired = await self._retire_sequences(m, r.handle)
+        stateful = r.handle is not None and r.handle.sequences is not None
+        retired = await self.sequences.retire(m, r.handle) if stateful else None
         drained = await drain_and_unload(r.handle, m.settings.drain_timeout, self._unloader)
         r.handle = None
-        reason = message = None
-        if drained.forced:
-            reason = "drain_timeout"
-            message = (f"drain timeout after {m.settings.drain_timeout:g} s with "
-                       f"{drained.inflight} in flight; unloaded anyway")  # fmt: skip
-        elif retired is not None and retired.cut and self._stopping:
-            reason = "shutdown"
-            message = f"{retired.cut} of {retired.live} live sequences ended: the server stopped"
-        elif retired is not None and retired.cut:
-            reason = "sequence_drain_timeout"
-            message = (
-                f"{retired.cut} of {retired.live} live sequences had not ended "
-                f"after {retired.seconds:.1f} s (sequence drain_timeout): ended"
-            )
-        sequences = {} if retired is None else {
-            "sequences": retired.live, "sequences_cut": retired.cut,
-            "sequence_drain_seconds": round(retired.seconds, 3)}  # fmt: skip
-        self._t.set_state(m, r, S.UNLOADED, reason, message, drain_seconds=drained.seconds,
-                          forced=drained.forced, **sequences)  # fmt: skip
+        reason, message, data = unload_report(drained, retired, m.settings.drain_timeout,
+                                              self._stopping)  # fmt: skip
+        self._t.set_state(m, r, S.UNLOADED, reason, message, **data)
         forget_if_gone(self._models, m)
         if m.name not in self._models:
-            self.sequences.pop(m.name, None)
-
-    # ---- sequences ----------------------------------------------------------------------
-    async def _retire_sequences(self, m: ModelRecord, handle: VersionHandle) -> SequencesRetired:
-        """Migrate or wait out the live sequences of a retired stateful version (from the moment
-        the server starts stopping: end them, whenever the version retired), and say what
-        happened in a ``sequences`` event."""
-        assert handle.sequences is not None
-        handle.close()
-        settings = m.settings.sequence or handle.sequences.settings
-        if self._stopping:
-            settings = settings.model_copy(update={"swap": "drain", "drain_timeout": 0.0})
-        index = self.sequences.setdefault(m.name, SequenceIndex(m.name))
-
-        def target_for(sequence: Sequence) -> VersionHandle | None:
-            route = self.serving_map.get(m.name)
-            if route is None:
-                return None
-            point = key_point(str(sequence.id)) if route.canary else 0.0
-            try:
-                return choose_handle(route, None, point)
-            except BatonError:
-                return None
-
-        retired = await retire_sequences(index, handle, settings, target_for, self._hooks,
-                                         lambda: self._stopping)  # fmt: skip
-        if retired.live:
-            migration = retired.migration
-            self.events.publish(
-                "sequences", m.name, version=handle.version, state=settings.swap,
-                message=(f"{retired.live} live sequences at retirement; "
-                         f"{retired.cut} ended at the sequence drain timeout"),
-                data={"live": retired.live, "cut": retired.cut,
-                      "seconds": round(retired.seconds, 3),
-                      "migrated": migration.moved if migration else {},
-                      "stayed": migration.stayed if migration else {}},
-            )  # fmt: skip
-        return retired
-
-    def sweep_sequences(self) -> dict[tuple[str, int], tuple[int, int]]:
-        """End sequences idle past their ``idle_timeout`` (one ``sequences`` event per version
-        that lost some); returns (model, version) -> (live sequences, bytes of their state).
-        The server calls it about once a second."""
-        now = time.monotonic()
-        live: dict[tuple[str, int], tuple[int, int]] = {}
-        for name, index in list(self.sequences.items()):
-            for version, count in index.expire(now).items():
-                self.events.publish("sequences", name, version=version, state="idle_timeout",
-                                    message=f"{count} idle sequences ended",
-                                    data={"expired": count})  # fmt: skip
-            for sequence in index.live.values():
-                store = sequence.store
-                live[(name, store.version)] = (store.live, store.bytes)
-        return live
+            self.sequences.forget(m.name)
 
     # ---- update rate limits -------------------------------------------------------------
     def _limit_updates(self, m: ModelRecord, now: float) -> None:

@@ -43,6 +43,9 @@ class Replica:
         self.serving_map: ServingMap = ServingMap.empty()
         self.generation: Generation | None = None
         self.node_ready = False  # as the supervisor last said: every worker serving, synced
+        #: live sequences by model, as the data plane looks them up: none, since stateful
+        #: models are served by one process only (their versions fail to load with workers)
+        self.sequences: dict = {}
         self._models: dict[str, ReplicaModel] = {}
 
     @property
