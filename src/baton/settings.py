@@ -456,6 +456,16 @@ class ServerSettings(BaseSettings):
             return 0
         return value
 
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> ServerSettings:
+        """HTTP and gRPC cannot share a port: each would take half the connections."""
+        if self.grpc_port and self.grpc_port == self.http_port:
+            raise ValueError(
+                f"http_port and grpc_port are both {self.http_port}; give gRPC another port "
+                "(or 0 to turn it off)"
+            )
+        return self
+
     @field_validator("repository", mode="before")
     @classmethod
     def _repository(cls, value: object) -> object:

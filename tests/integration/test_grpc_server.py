@@ -12,6 +12,7 @@ import pytest
 import tritonclient.grpc as tgrpc
 
 from baton.api.grpc import start_grpc_server
+from baton.api.sockets import bind_socket
 from baton.dev.demo import slow_model, write_version
 from baton.dev.testing import free_port
 from baton.server import BatonServer
@@ -86,5 +87,20 @@ async def test_the_port_is_shared_only_with_reuse_port(tmp_path):
     finally:
         await first.stop(None)
         await second.stop(None)
+        server.audit.close()
+        server.executor.shutdown()
+
+
+async def test_grpc_cannot_take_the_port_http_has_bound(tmp_path):
+    """The HTTP socket listens as soon as it is bound, so gRPC (started next) cannot bind the
+    same port and split its connections."""
+    server = BatonServer(ServerSettings(repository=tmp_path, grpc_port=0,
+                                        audit_log=tmp_path / "audit.jsonl"))  # fmt: skip
+    sock = bind_socket("127.0.0.1", 0)
+    try:
+        with pytest.raises(RuntimeError):
+            await start_grpc_server(server.context, "127.0.0.1", sock.getsockname()[1])
+    finally:
+        sock.close()
         server.audit.close()
         server.executor.shutdown()

@@ -93,6 +93,10 @@ def test_json_output_and_global_flags_in_any_position(server_factory, repo):
         (("modles",), "invalid choice: 'modles'"),
         (("serve", "--repository", "/nonexistent"), "is not a directory"),
         (("serve", "--repository", ".", "--poll-interval", "soon"), "'soon' is not a duration"),
+        (
+            ("serve", "--repository", ".", "--http-port", "8123", "--grpc-port", "8123"),
+            "http_port and grpc_port are both 8123",
+        ),
         (("models", "--url", "http://127.0.0.1:9"), "cannot reach http://127.0.0.1:9"),
     ],
 )

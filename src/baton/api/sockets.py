@@ -17,9 +17,10 @@ def bind_socket(
     *,
     reuse_port: bool = False,
 ) -> socket.socket:
-    """A TCP socket bound to ``host:port``; :class:`ConfigurationError` naming ``flag`` if the
-    port is taken (or the address cannot be used). With ``reuse_port`` (``SO_REUSEPORT``) the
-    worker processes of one node share the port and the kernel spreads connections over them."""
+    """A TCP socket bound to ``host:port`` and listening; :class:`ConfigurationError` naming
+    ``flag`` if the port is taken (or the address cannot be used). With ``reuse_port``
+    (``SO_REUSEPORT``) the worker processes of one node share the port and the kernel spreads
+    connections over them."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
@@ -30,6 +31,7 @@ def bind_socket(
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
+        sock.listen()  # at once: a later bind of this port elsewhere (gRPC's) must fail
     except OSError as exc:
         sock.close()
         raise ConfigurationError(

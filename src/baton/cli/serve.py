@@ -130,7 +130,9 @@ def _settings(args: argparse.Namespace):
         settings = ServerSettings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
         )
         raise CliError(f"serve: invalid setting ({problems})", code=2) from None
     if settings.repository is None:

@@ -19,7 +19,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from baton.dev.testing import free_port, free_ports
 
 __all__ = ["Etcd", "Node", "S3Server", "free_port", "free_ports", "log_tail"]
 
@@ -47,24 +48,6 @@ def _kill_leftovers() -> None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(5)
     _live.clear()
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports that were free a moment ago (all bound at once, so no
-    two are the same)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind((HOST, 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    return free_ports(1)[0]
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

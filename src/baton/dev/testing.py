@@ -25,14 +25,25 @@ import httpx
 import numpy as np
 import orjson
 
-__all__ = ["ServerProcess", "audit_entries", "free_port", "rotating_latencies"]
+__all__ = ["ServerProcess", "audit_entries", "free_port", "free_ports", "rotating_latencies"]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports that were free a moment ago (all bound at once, so no
+    two are the same)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def free_port() -> int:
     """A loopback port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 @dataclass
@@ -63,7 +74,10 @@ class ServerProcess:
         """Start ``baton serve`` on free ports (HTTP on ``port`` if given: a restart on the same
         address); ``args`` are extra command-line flags. With ``--tls-cert`` among them, the
         server is reached over https, trusting ``ca_cert``."""
-        port, grpc_port = port or free_port(), free_port()
+        if port is None:
+            port, grpc_port = free_ports(2)
+        else:  # a restart: gRPC must not draw the HTTP port, which is free again by now
+            grpc_port = next(p for p in free_ports(2) if p != port)
         command = [
             sys.executable, "-m", "baton.cli", "serve", "--repository", str(repository),
             "--http-port", str(port), "--grpc-port", str(grpc_port),
