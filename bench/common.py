@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from baton.dev.testing import ServerProcess, free_port
+from baton.dev.testing import ServerProcess, free_port, free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 MLSERVER_VENV = ROOT / "bench" / ".venv-mlserver"
@@ -126,7 +126,7 @@ def mlserver_model_dir(root: Path, name: str, version: int, model_bytes: bytes) 
 
 def start_mlserver(root: Path, workdir: Path, model: str) -> Process:
     binary = ensure_mlserver()
-    port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    port, grpc_port, metrics_port = free_ports(3)
     (root / "settings.json").write_text(
         json.dumps(
             {

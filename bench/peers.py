@@ -51,7 +51,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from baton.dev.demo import affine_model, write_version
-from baton.dev.testing import ServerProcess, free_port
+from baton.dev.testing import ServerProcess, free_port, free_ports
 from bench.common import (
     MLSERVER_PINS,
     MLSERVER_VENV,
@@ -272,7 +272,7 @@ def start_kserve_peer(work: Path, args) -> Served:
     venv = ensure_venv("kserve")
     repo = work / "kserve-repo"
     write_version(repo / MODEL, 1, model(1))
-    port, grpc_port = free_port(), free_port()
+    port, grpc_port = free_ports(2)
     log = work / "kserve.log"
     process = subprocess.Popen(
         [str(venv / "bin" / "python"), str(ADAPTERS / "kserve_server.py"), str(repo), MODEL,
@@ -388,8 +388,7 @@ def start_torchserve_peer(work: Path, args) -> Served:
         raise PeerUnavailable("TorchServe's frontend needs Java 11 or newer: no `java` on PATH")
     venv = ensure_venv("torchserve")
     first = torchserve_archive(venv, work, 1)
-    port, management, metrics = free_port(), free_port(), free_port()
-    grpc_port, grpc_management = free_port(), free_port()
+    port, management, metrics, grpc_port, grpc_management = free_ports(5)
     (work / "ts-log4j2.xml").write_text(TS_LOG4J)
     config = work / "ts-config.properties"
     config.write_text(

@@ -38,7 +38,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from baton.dev.demo import affine_model, mlp_model, write_version
-from baton.dev.testing import ServerProcess, free_port
+from baton.dev.testing import ServerProcess, free_ports
 from bench.common import (
     Process,
     ensure_mlserver,
@@ -229,7 +229,7 @@ def baton_swap(workdir: Path, n: int, old: bytes, new: bytes, width: int) -> lis
 
 def start_mlserver_workers(root: Path, workdir: Path, workers: int) -> Process:
     binary = ensure_mlserver()
-    port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    port, grpc_port, metrics_port = free_ports(3)
     (root / "settings.json").write_text(json.dumps({
         "http_port": port, "grpc_port": grpc_port, "metrics_port": metrics_port,
         "parallel_workers": workers, "debug": False,
