@@ -148,8 +148,8 @@ class BatonServer:
             (e.name, e.version, e.state, e.reason) for e in self.repository.index()
         )
         pool.on_repository = lambda action, name: getattr(self.repository, action)(name)
-        self.dataplane.ready_checks.append(pool.ready)
-        pool.node_ready = self.dataplane.ready
+        self.dataplane.ready_checks += [pool.ready, pool.workers_told_ready]
+        pool.node_ready = lambda: self.dataplane.ready(ignoring=pool.workers_told_ready)
         self.context.metrics_text = lambda: pool.metrics_text(self.metrics.render())
 
     def _join_fleet(self, settings: ServerSettings, sources: list[Source]) -> FleetNode:
@@ -339,6 +339,7 @@ class BatonServer:
             access_log=self.settings.access_log,
             timeout_graceful_shutdown=self.settings.shutdown_timeout,
             lifespan="on",
+            ws="none",  # no WebSocket routes: nothing to import for them
             **(self.tls.uvicorn_options() if self.tls else {}),
         )
         await _HttpServer(config, self.live).serve(sockets=[sock])
@@ -366,7 +367,7 @@ class BatonServer:
         config = uvicorn.Config(
             self.app, uds=pool.socket_path, log_level=settings.log_level,
             access_log=settings.access_log, timeout_graceful_shutdown=settings.shutdown_timeout,
-            lifespan="on",
+            lifespan="on", ws="none",
         )  # fmt: skip
         await _HttpServer(config, self.live).serve()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from collections.abc import Sequence as Tensors
 from dataclasses import dataclass, field
 
@@ -98,13 +99,14 @@ class DataPlane:
     def live(self) -> bool:
         return True
 
-    def ready(self) -> bool:
+    def ready(self, *, ignoring: Callable[[], bool] | None = None) -> bool:
         """Everything present at start has loaded (or failed), the server is not stopping, and
-        every extra condition holds (a fleet node: it serves every model the fleet manages)."""
+        every extra condition holds (a fleet node: it serves every model the fleet manages;
+        with workers: all serve and have heard so) but ``ignoring``."""
         return (
             self._manager.synced
             and not self.shutting_down
-            and all(check() for check in self.ready_checks)
+            and all(check() for check in self.ready_checks if check != ignoring)
         )
 
     def server_metadata(self) -> dict:

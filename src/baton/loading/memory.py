@@ -9,7 +9,15 @@ import gc
 
 import psutil
 
-__all__ = ["available_memory", "release_memory", "resident_bytes", "tune_gc_for_serving"]
+__all__ = [
+    "available_memory",
+    "one_malloc_arena",
+    "release_memory",
+    "resident_bytes",
+    "tune_gc_for_serving",
+]
+
+_M_ARENA_MAX = -8  # glibc's mallopt parameter
 
 _libc = None
 _name = ctypes.util.find_library("c")
@@ -26,6 +34,16 @@ def release_memory() -> None:
     gc.collect()
     if _libc is not None:
         _libc.malloc_trim(0)
+
+
+def one_malloc_arena() -> None:
+    """Have every thread of this process (and of processes forked from it) allocate from glibc's
+    main heap, instead of an arena of its own per thread (no-op without glibc). An arena per
+    thread keeps memory its thread once used; in a worker process that is several MiB more than
+    the shared heap, whose free space the next allocation reuses (``bench/workers.py``).
+    Python allocates under the GIL, so the threads rarely contend for the heap's lock."""
+    if _libc is not None:
+        _libc.mallopt(_M_ARENA_MAX, 1)
 
 
 def resident_bytes() -> int:

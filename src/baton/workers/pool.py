@@ -27,6 +27,7 @@ joins or into it as a member; ``_members_lock`` orders generations against joins
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -111,7 +112,9 @@ class WorkerPool:
         self._handles: dict[int, VersionHandle] = {}  # token → the manager's handle
         self._generation = Generation(0, ())
         self._told_ready: bool | None = None  # the node's readiness as last told to workers
-        self.node_ready: Callable[[], bool] = lambda: False  # set by the server
+        self._heard = False  # every worker has acknowledged _told_ready
+        # set by the server: the node's readiness, apart from the workers having heard of it
+        self.node_ready: Callable[[], bool] = lambda: False
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: list[threading.Thread] = []
@@ -205,6 +208,11 @@ class WorkerPool:
         """Every worker is serving (none is starting or restarting)."""
         return not self._closing and sum(1 for m in self._members if m.open) == self.count
 
+    def workers_told_ready(self) -> bool:
+        """Every worker has been told the node is ready (and said so): a worker answers gRPC
+        ``ServerReady`` itself, so the node reports ready only once all of them would."""
+        return self._told_ready is True and self._heard
+
     async def metrics_text(self, own: bytes) -> bytes:
         """The supervisor's metrics (``own``) and every worker's, added up."""
         texts = [own]
@@ -255,9 +263,12 @@ class WorkerPool:
             await asyncio.sleep(0.25)
             ready = self.node_ready()
             if ready != self._told_ready:
-                self._told_ready = ready
-                for link in self._snapshot():
-                    link.channel.submit("ready", ready=ready)
+                self._told_ready, self._heard = ready, False
+                calls = [link.channel.submit("ready", ready=ready) for link in self._snapshot()]
+                for call in calls:  # a worker that is gone is told again when it comes back
+                    with contextlib.suppress(WorkerError, TimeoutError):
+                        await asyncio.wait_for(asyncio.wrap_future(call), FLIP_TIMEOUT)
+                self._heard = self._told_ready == ready
 
     # ---- workers coming and going -------------------------------------------------------
     def _keep(self, index: int) -> None:

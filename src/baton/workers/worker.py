@@ -293,7 +293,7 @@ class Worker:
             )  # fmt: skip
         config = uvicorn.Config(
             self.app, log_level=settings.log_level, access_log=settings.access_log,
-            timeout_graceful_shutdown=settings.shutdown_timeout, lifespan="off",
+            timeout_graceful_shutdown=settings.shutdown_timeout, lifespan="off", ws="none",
             **(self.tls.uvicorn_options() if self.tls else {}),
         )  # fmt: skip
         self._server = uvicorn.Server(config)
