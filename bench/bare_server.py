@@ -5,6 +5,10 @@ It runs the session off the event loop in a thread pool, as Baton does, so the c
 measures what Baton's routing, handles, validation, metrics and full protocol support cost.
 
     python bench/bare_server.py MODEL.onnx PORT
+    python bench/bare_server.py --empty ANSWER PORT
+
+``--empty`` is uvicorn with a raw ASGI app that reads the request and answers a file's bytes as
+JSON, no model: the HTTP transport's own cost per call (bench/bare_grpc_server.py has gRPC's).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -23,13 +28,27 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-options = ort.SessionOptions()
-options.intra_op_num_threads = 1
-options.inter_op_num_threads = 1
-session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
-outputs = [o.name for o in session.get_outputs()]
-pool = ThreadPoolExecutor(os.cpu_count() or 2)
+
+def empty_app(answer: bytes):
+    """Raw ASGI: read the body, answer ``answer``."""
+
+    async def app(scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+    return app
+
+
 DTYPES = {"FP32": np.float32, "INT64": np.int64}
+session: ort.InferenceSession
+outputs: list[str]
+pool: ThreadPoolExecutor
 
 
 async def infer(request: Request) -> Response:
@@ -63,4 +82,14 @@ app = Starlette(
 )
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", access_log=False)
+    if sys.argv[1] == "--empty":
+        served, port = empty_app(Path(sys.argv[2]).read_bytes()), int(sys.argv[3])
+    else:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
+        outputs = [o.name for o in session.get_outputs()]
+        pool = ThreadPoolExecutor(os.cpu_count() or 2)
+        served, port = app, int(sys.argv[2])
+    uvicorn.run(served, host="127.0.0.1", port=port, log_level="warning", access_log=False)

@@ -81,16 +81,16 @@ def start_baton(repository: Path, workdir: Path, poll_interval: float = 0.25) ->
     )
 
 
-def start_bare(model_file: Path, workdir: Path) -> Process:
-    """bench/bare_server.py: the no-swap-machinery floor."""
+def start_bare(workdir: Path, *args: str, name: str = "bare") -> Process:
+    """bench/bare_server.py with ``args`` (MODEL.onnx, or --empty ANSWER): the floors."""
     port = free_port()
-    log = workdir / "bare.log"
+    log = workdir / f"{name}.log"
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "bare_server.py"), str(model_file), str(port)],
+        [sys.executable, str(ROOT / "bench" / "bare_server.py"), *args, str(port)],
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
-    proc = Process("bare", f"http://127.0.0.1:{port}", process, log)
+    proc = Process(name, f"http://127.0.0.1:{port}", process, log)
     wait_ready(proc, "/v2/health/ready")
     return proc
 

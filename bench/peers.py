@@ -134,11 +134,13 @@ def venv_of(peer: str) -> Path:
     return MLSERVER_VENV if peer == "mlserver" else BENCH / f".venv-{peer}"
 
 
-def ensure_venv(peer: str) -> Path:
-    """bench/.venv-<peer> with PINS[peer], created on first use (a marker records the pins)."""
+def ensure_venv(peer: str, pins: list[str] | None = None) -> Path:
+    """bench/.venv-<peer> with ``pins`` (default PINS[peer]), created on first use (a marker
+    records the pins)."""
     venv = venv_of(peer)
     marker = venv / ".baton-bench-pins"
-    wanted = " ".join(PINS[peer])
+    pins = pins or PINS[peer]
+    wanted = " ".join(pins)
     if marker.exists() and marker.read_text() == wanted:
         return venv
     print(f"installing {wanted} into {venv.relative_to(ROOT)} ...", flush=True)
@@ -147,7 +149,7 @@ def ensure_venv(peer: str) -> Path:
     steps = {
         "python -m venv": [base, "-m", "venv", str(venv)],
         "pip install --upgrade pip": [*pip, "--upgrade", "pip"],
-        f"pip install {wanted}": [*pip, *PINS[peer]],
+        f"pip install {wanted}": [*pip, *pins],
     }
     for what, step in steps.items():
         done = subprocess.run(step, capture_output=True, text=True, timeout=1800)

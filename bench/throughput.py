@@ -4,6 +4,15 @@ onnxruntime, bench/mlserver_onnx.py), and a bare Starlette + onnxruntime endpoin
 machinery (bench/bare_server.py, the floor). Same ONNX model (y = x + 1 on FP32[1, 16]).
 
     python bench/throughput.py [--duration 10] [--concurrency 1,16,64] [--rounds 1]
+        [--servers baton,mlserver,bare[,bare-grpc,empty-http,empty-grpc,empty-grpclib]]
+
+The floors (bench/bare_server.py, bench/bare_grpc_server.py): ``bare-grpc`` is the gRPC twin of
+the bare endpoint (a synchronous grpcio server that parses, runs the session and answers);
+``empty-http``, ``empty-grpc`` and ``empty-grpclib`` answer a fixed response without reading the
+request (uvicorn with a raw ASGI app; grpcio; grpclib in bench/.venv-grpclib, installed on first
+use): what each transport costs per call before any work. With them the script prints each
+one's CPU per request against Baton HTTP's and its req/s against MLServer gRPC's: no gRPC server
+built on a library can beat that library's empty server.
 
 On a shared machine, ``--rounds 3`` runs every server at once and lets the cells take turns, so
 each sees the same moments of the machine's load.
@@ -26,12 +35,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from baton.dev.demo import affine_model, write_version
+from baton.dev.testing import free_port
 from bench.common import (
+    Process,
     machine,
     mlserver_model_dir,
     stamp,
@@ -40,9 +52,11 @@ from bench.common import (
     start_mlserver,
     table,
 )
+from bench.peers import ensure_venv
 
 MODEL = "m"
 WIDTH = 16
+GRPCLIB_PINS = ["grpclib==0.4.9"]
 
 
 def load(target: str, protocol: str, concurrency: int, duration: float, pid: int) -> dict:
@@ -77,8 +91,66 @@ def start(name: str, work: Path, model) -> tuple[object, list[tuple[str, str, st
         return proc, [("mlserver http", "http", proc.url), ("mlserver grpc", "grpc", proc.grpc)]
     model_file = work / "model.onnx"
     onnx.save(model, str(model_file))
-    proc = start_bare(model_file, work)
-    return proc, [("bare http", "http", proc.url)]
+    answer = work / "answer"  # what the empty servers answer, encoded for their protocol
+    if name == "bare":
+        proc = start_bare(work, str(model_file))
+        return proc, [("bare http", "http", proc.url)]
+    if name == "bare-grpc":
+        proc = start_grpc_floor(name, work, str(model_file))
+        return proc, [("bare grpc", "grpc", proc.grpc)]
+    if name == "empty-http":
+        answer.with_suffix(".json").write_bytes(json.dumps(RESPONSE).encode())
+        proc = start_bare(work, "--empty", str(answer.with_suffix(".json")), name=name)
+        return proc, [("empty http", "http", proc.url)]
+    answer.with_suffix(".pb").write_bytes(grpc_response())
+    if name == "empty-grpc":
+        proc = start_grpc_floor(name, work, "--empty", str(answer.with_suffix(".pb")))
+        return proc, [("empty grpcio", "grpc", proc.grpc)]
+    if name == "empty-grpclib":
+        python = ensure_venv("grpclib", GRPCLIB_PINS) / "bin" / "python"
+        proc = start_grpc_floor(name, work, "--empty", str(answer.with_suffix(".pb")),
+                                "--grpclib", python=python)  # fmt: skip
+        return proc, [("empty grpclib", "grpc", proc.grpc)]
+    raise ValueError(f"unknown server {name!r}")
+
+
+#: What the empty servers answer: Baton's answer to the benchmark's request.
+RESPONSE = {
+    "model_name": MODEL,
+    "model_version": "1",
+    "outputs": [{"name": "y", "datatype": "FP32", "shape": [1, WIDTH], "data": [1.0] * WIDTH}],
+}
+
+
+def grpc_response() -> bytes:
+    """:data:`RESPONSE` as a v2 ModelInferResponse with raw output contents."""
+    from tritonclient.grpc import service_pb2 as pb
+
+    response = pb.ModelInferResponse(model_name=MODEL, model_version="1")
+    response.outputs.add(name="y", datatype="FP32", shape=[1, WIDTH])
+    response.raw_output_contents.append(np.ones(WIDTH, np.float32).tobytes())
+    return response.SerializeToString()
+
+
+def start_grpc_floor(name: str, work: Path, *args: str, python: Path | None = None) -> Process:
+    """bench/bare_grpc_server.py with ``args``, once its port takes connections."""
+    import grpc
+
+    port = free_port()
+    log = work / f"{name}.log"
+    process = subprocess.Popen(
+        [str(python or sys.executable), str(Path(__file__).parent / "bare_grpc_server.py"),
+         *args, str(port)],
+        stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    proc = Process(name, "", process, log, grpc=f"127.0.0.1:{port}")
+    with grpc.insecure_channel(proc.grpc) as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=60)
+        except grpc.FutureTimeoutError:
+            proc.stop()
+            raise RuntimeError(f"{name} not ready:\n{log.read_text()[-3000:]}") from None
+    return proc
 
 
 def median_cell(runs: list[dict]) -> dict:
@@ -169,6 +241,27 @@ def main() -> None:
             ratios,
         )
     )
+    floors = [name for name in ("bare grpc", "empty http", "empty grpcio", "empty grpclib")
+              if any(label == name for label, _ in results)]  # fmt: skip
+    if not floors:
+        return
+    print()
+    print("Server CPU per request against Baton HTTP's, and req/s against MLServer gRPC's:")
+    rows = []
+    for c in levels:
+        http, mlserver = results.get(("baton http", c)), results.get(("mlserver grpc", c))
+        row: list[object] = [c]
+        for name in ("baton grpc", *floors):
+            cell = results.get((name, c))
+            row.append(cell["cpu_us"] / http["cpu_us"] if cell and http else "-")
+        for name in ("baton grpc", *[f for f in floors if "grpc" in f]):
+            cell = results.get((name, c))
+            row.append(cell["rps"] / mlserver["rps"] if cell and mlserver else "-")
+        rows.append(row)
+    grpc_floors = [f for f in floors if "grpc" in f]
+    print(table(["concurrency", *(f"{n} CPU ÷ baton http" for n in ("baton grpc", *floors)),
+                 *(f"{n} req/s ÷ mlserver grpc" for n in ("baton grpc", *grpc_floors))],
+                rows))  # fmt: skip
 
 
 if __name__ == "__main__":
