@@ -63,9 +63,25 @@ from baton.workers.generation import Generation
 from baton.workers.replica import Replica
 from baton.workers.windows import FLUSH_SECONDS, ForwardingWindow
 
-__all__ = ["worker_main"]
+__all__ = ["RUNTIME_MODULES", "worker_main"]
 
 log = logging.getLogger("baton.workers")
+
+
+#: What a worker imports only once it runs: the event loop, uvicorn's HTTP protocol, and the
+#: transport and async backend of the client that forwards to the supervisor. The fork server
+#: imports them before forking (``preload.py``), so their pages are shared. Some are private
+#: modules of those libraries; one that a new version renames is skipped there (a worker then
+#: imports what it needs itself), and ``tests/unit/workers/test_preload.py`` notices.
+RUNTIME_MODULES = (
+    "anyio._backends._asyncio",
+    "certifi",
+    "encodings.idna",
+    "httpcore",
+    "uvicorn.lifespan.off",
+    "uvicorn.protocols.http.httptools_impl",
+    "uvloop",
+)
 
 
 def worker_main(conn: Connection, settings: ServerSettings, index: int, socket_path: str) -> None:
