@@ -69,7 +69,12 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from baton.dev.demo import affine_model, running_sum_model, write_version
-from baton.dev.sequence_traffic import HOOK_STEP, drive, write_sequence_version
+from baton.dev.sequence_traffic import (
+    answer_matches,
+    drive,
+    expected_state,
+    write_sequence_version,
+)
 from baton.dev.testing import ServerProcess, audit_entries
 from baton.settings import parse_duration
 from bench.common import machine, stamp, table
@@ -254,6 +259,12 @@ class Tally:
         if len(self.problems) < 10:
             self.problems.append(problem)
 
+    def finish(self, truth: Truth, *, broken: bool = False) -> None:
+        """``truth``'s sequence is over: ended, or (``broken``) abandoned."""
+        truth.done = True
+        self.sequences += 1
+        self.broken += broken
+
     def add(self, other: Tally) -> None:
         for name in ("requests", "sequences", "failed", "wrong", "moved", "broken"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -327,35 +338,26 @@ async def seq_step(
         parameters["sequence_end"] = True
     doc = await post(conn, f"/v2/models/{model}/infer", infer_body(x, parameters), tally)
     if doc is None:
-        truth.done = True
-        tally.sequences += 1
-        tally.broken += 1
+        tally.finish(truth, broken=True)
         return False
     version = int(doc["model_version"])
     tally.versions.add(version)
-    if truth.version is not None and version != truth.version:
-        if mode == "drain":
-            tally.wrong += 1
-            tally.note(f"sequence {truth.id} moved {truth.version} -> {version} in drain mode")
-            truth.done = True
-            tally.sequences += 1
-            tally.broken += 1
-            return False
-        tally.moved += 1
-        truth.total += HOOK_STEP * (version - truth.version) if hook else 0.0
-    truth.version = version
-    truth.total += x * version
+    expected = expected_state(truth.total, truth.version, version, x, mode, hook)
+    if expected is None:
+        tally.wrong += 1
+        tally.note(f"sequence {truth.id} moved {truth.version} -> {version} in drain mode")
+        tally.finish(truth, broken=True)
+        return False
+    tally.moved += truth.version is not None and version != truth.version
+    truth.version, truth.total = version, expected
     y = doc["outputs"][0]["data"][0]
-    if abs(y - truth.total) > 1e-4 * max(1.0, abs(truth.total)):
+    if not answer_matches(y, truth.total):
         tally.wrong += 1
         tally.note(f"sequence {truth.id} on v{version}: y={y}, expected {truth.total}")
-        truth.done = True
-        tally.sequences += 1
-        tally.broken += 1
+        tally.finish(truth, broken=True)
         return False
     if end:
-        truth.done = True
-        tally.sequences += 1
+        tally.finish(truth)
     return True
 
 

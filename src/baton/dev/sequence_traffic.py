@@ -34,7 +34,14 @@ import onnx
 
 from baton.dev.demo import running_sum_model
 
-__all__ = ["HOOK", "SequenceRun", "drive", "write_sequence_version"]
+__all__ = [
+    "HOOK",
+    "SequenceRun",
+    "answer_matches",
+    "drive",
+    "expected_state",
+    "write_sequence_version",
+]
 
 #: A migration hook (a version's ``migrate.py``): the carried state gains 1000 per version it
 #: moves up, so a test can tell a hook-migrated sequence from one carried by name.
@@ -43,6 +50,25 @@ def migrate(state, from_version, to_version):
     return {"h_in": state["h_in"] + 1000.0 * (to_version - from_version)}
 """
 HOOK_STEP = 1000.0
+
+
+def expected_state(
+    total: float, previous: int | None, version: int, x: float, mode: str, hook: bool
+) -> float | None:
+    """A sequence's state after a step adding ``x`` that ``version`` answered, from ``total``
+    after the previous step (answered by ``previous``; None before the first); None when that
+    version breaks ``mode``'s promise (``drain``: a sequence never moves)."""
+    if previous is not None and version != previous:
+        if mode == "drain":
+            return None
+        if hook:
+            total += HOOK_STEP * (version - previous)
+    return total + x * version
+
+
+def answer_matches(y: float, expected: float) -> bool:
+    """Is the answer ``y`` the ``expected`` state, to float32's precision?"""
+    return abs(y - expected) <= 1e-4 * max(1.0, abs(expected))
 
 
 def write_sequence_version(model_dir: Path, version: int, *, hook: bool = False) -> Path:
@@ -116,7 +142,7 @@ async def _sequence(
     run: SequenceRun,
 ) -> None:
     total = 0.0  # the state's value (every one of its floats)
-    first = previous = None
+    previous: int | None = None
     for step in range(steps):
         x = float(rng.randint(1, 9))
         parameters: dict = {"sequence_id": sequence_id}
@@ -143,21 +169,18 @@ async def _sequence(
             return
         run.latencies.append(time.perf_counter() - sent)
         doc = response.json()
-        version = doc["model_version"]
-        run.versions.add(version)
-        first = first or version
-        if previous is not None and version != previous:
-            if mode == "drain":
-                run.broken += 1
-                run.sequences += 1
-                run.note(f"sequence {sequence_id} moved {previous} -> {version} in drain mode")
-                return
-            run.moved += 1
-            total += HOOK_STEP * (int(version) - int(previous)) if hook else 0.0
-        previous = version
-        total += x * float(version)
+        version = int(doc["model_version"])
+        run.versions.add(str(version))
+        expected = expected_state(total, previous, version, x, mode, hook)
+        if expected is None:
+            run.broken += 1
+            run.sequences += 1
+            run.note(f"sequence {sequence_id} moved {previous} -> {version} in drain mode")
+            return
+        run.moved += previous is not None and version != previous
+        previous, total = version, expected
         y = doc["outputs"][0]["data"][0]
-        if abs(y - total) > 1e-4 * max(1.0, abs(total)):
+        if not answer_matches(y, total):
             run.broken += 1
             run.sequences += 1
             run.note(f"sequence {sequence_id} step {step} on v{version}: y={y}, expected {total}")
