@@ -268,7 +268,7 @@ class WorkerPool:
                 for call in calls:  # a worker that is gone is told again when it comes back
                     with contextlib.suppress(WorkerError, TimeoutError):
                         await asyncio.wait_for(asyncio.wrap_future(call), FLIP_TIMEOUT)
-                self._heard = self._told_ready == ready
+                self._heard = True
 
     # ---- workers coming and going -------------------------------------------------------
     def _keep(self, index: int) -> None:
