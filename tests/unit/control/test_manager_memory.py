@@ -1,11 +1,22 @@
 """Memory pre-flight in the manager: load beside, refuse, or retire first; each a memory event."""
 
+import gc
+
+import pytest
+
 from baton.control.lifecycle import VersionState as S
 from baton.loading.preflight import MemoryLimits
 from baton.settings import MemorySettings
 from tests.unit.control.harness import Harness
 
 MiB = 2**20
+
+
+@pytest.fixture(autouse=True)
+def _no_garbage_from_earlier_tests():
+    """A load's memory is the RSS it adds: an earlier test's manager (and its 40 MiB ballast),
+    freed by the garbage collector in the middle of a load, would hide what that load added."""
+    gc.collect()
 
 
 def memory_events(h):
